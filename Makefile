@@ -1,0 +1,97 @@
+# stemsite: `make run` sets up and runs the whole site; `make test` runs every test.
+# Both install what a fresh Debian/Ubuntu machine lacks (system packages through apt-get).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := run
+
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+REDIS_URL ?= redis://127.0.0.1:6379/0
+export REDIS_URL
+
+.PHONY: run test lint system-packages browser-package redis migrate demo-model check-model
+
+# apt-get install for the commands named in $(1) (command:package pairs) that are missing.
+define install_missing
+	missing=""; \
+	for pair in $(1); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "stemsite needs:$$missing. Install them with your system's package manager, then run make again." >&2; exit 1; \
+	  fi; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  echo "Installing$$missing from the system's packages (apt-get)..."; \
+	  if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; then \
+	    echo "Could not install$$missing with apt-get. Install them by hand, then run make again." >&2; exit 1; \
+	  fi; \
+	fi
+endef
+
+system-packages:
+	@$(call install_missing,ffmpeg:ffmpeg ffprobe:ffmpeg redis-server:redis-server redis-cli:redis-tools)
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || { $(call install_missing,__no_such_command__:python3-venv); }
+
+browser-package:
+	@$(call install_missing,chromium:chromium)
+
+$(VENV)/.installed: requirements.txt
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "stemsite needs Python 3.11 or newer." >&2; exit 1; }
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	@echo "Installing Python packages into $(VENV) (the first time takes a few minutes)..."
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+# Start a local Redis when none answers at REDIS_URL; say so clearly when it cannot.
+redis: system-packages
+	@if redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1; then exit 0; fi; \
+	case "$(REDIS_URL)" in \
+	  redis://127.0.0.1:*|redis://localhost:*) ;; \
+	  *) echo "Redis does not answer at $(REDIS_URL). Start it there, or unset REDIS_URL to use a local one." >&2; exit 1;; \
+	esac; \
+	port=$$(echo "$(REDIS_URL)" | sed -E 's#^redis://[^:/]+:([0-9]+).*#\1#'); \
+	mkdir -p var/redis; \
+	echo "Starting Redis on port $$port (data in var/redis)..."; \
+	redis-server --daemonize yes --bind 127.0.0.1 --port "$$port" --dir "$(CURDIR)/var/redis" \
+	  --logfile "$(CURDIR)/var/redis/redis.log" --pidfile "$(CURDIR)/var/redis/redis.pid"; \
+	for i in $$(seq 50); do redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1 && exit 0; sleep 0.1; done; \
+	echo "Redis did not start; see var/redis/redis.log." >&2; exit 1
+
+var/secret-key:
+	@mkdir -p var
+	@umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+migrate: $(VENV)/.installed var/secret-key
+	@SECRET_KEY=$$(cat var/secret-key) $(PY) manage.py migrate --noinput -v 0
+
+demo-model: $(VENV)/.installed
+	@[ -f var/demo-model/htdemucs.yaml ] || DEBUG=true $(PY) manage.py make_test_model var/demo-model
+
+ifeq ($(DEMO),1)
+export STEMSITE_MODEL_REPO := $(CURDIR)/var/demo-model
+RUN_NEEDS := demo-model
+endif
+
+check-model: $(VENV)/.installed var/secret-key $(RUN_NEEDS)
+	@echo "Checking the separation model..."
+	@SECRET_KEY=$$(cat var/secret-key) $(PY) manage.py check_model || true
+
+run: system-packages redis migrate check-model
+	@echo
+	@echo "stemsite is starting at http://$(HOST):$(PORT)/  (web server and one worker; Ctrl-C stops both)"
+	@echo "Create an account on the site, or an admin with: $(PY) manage.py createsuperuser"
+	@echo
+	@SECRET_KEY=$${SECRET_KEY:-$$(cat var/secret-key)} STEMSITE_HTTPS=$${STEMSITE_HTTPS:-false} \
+	  HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/honcho start -f Procfile
+
+lint: $(VENV)/.installed
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+test: system-packages browser-package redis $(VENV)/.installed lint
+	@SECRET_KEY=stemsite-tests-only $(PY) -m pytest $(PYTEST_ARGS)

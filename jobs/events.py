@@ -1,0 +1,45 @@
+"""Publishing a job's state to the browsers watching it, through the channel layer.
+
+Group names and the event type are defined here once; consumers only forward what arrives.
+A push that cannot be delivered is logged and dropped: the database stays the truth, and
+pages catch up from it when their socket (re)connects.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
+
+from jobs.fragments import job_row_html, job_status_html
+from jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "job.state"
+
+
+def job_group(job_id) -> str:
+    return f"job-{job_id}"
+
+
+def user_group(user_id) -> str:
+    return f"user-{user_id}"
+
+
+def publish_job_state(job: Job) -> None:
+    """Send the job's status block to its page and its list row to its owner's job list."""
+    messages = [
+        (job_group(job.pk), job_status_html(job)),
+        (user_group(job.owner_id), job_row_html(job)),
+    ]
+    try:
+        async_to_sync(_send_all)(messages)
+    except (RedisError, OSError) as error:
+        logger.warning("Could not publish the state of job %s: %s", job.pk, error)
+
+
+async def _send_all(messages: list[tuple[str, str]]) -> None:
+    layer = get_channel_layer()
+    for group, html in messages:
+        await layer.group_send(group, {"type": EVENT_TYPE, "html": html})

@@ -1,0 +1,125 @@
+"""The Demucs engine: load and cache models, apply them with progress, encode stems.
+
+Imports torch and demucs, never Django, so the worker, the tests and `bench/` share it as is.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from demucs.apply import BagOfModels, apply_model
+from demucs.audio import convert_audio, save_audio
+from demucs.pretrained import get_model
+from demucs.repo import ModelLoadingError
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float], None]
+
+
+class ModelUnavailable(Exception):
+    """The named model cannot be loaded here; the message says what an operator must set."""
+
+
+@dataclass(frozen=True)
+class SeparationOptions:
+    shifts: int = 1
+    overlap: float = 0.25
+    device: str = "cpu"
+
+
+_models: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def load_model(name: str, repo: str = "") -> torch.nn.Module:
+    """The model through demucs' own loader, cached per process so later jobs skip the load."""
+    key = (name, repo)
+    if key in _models:
+        return _models[key]
+    started = time.monotonic()
+    if repo and not Path(repo).is_dir():
+        raise ModelUnavailable(
+            f"The model folder {repo!r} (STEMSITE_MODEL_REPO) does not exist on the worker."
+        )
+    try:
+        model = get_model(name, repo=Path(repo) if repo else None)
+    except (ModelLoadingError, OSError, ValueError) as error:
+        where = f"the model folder {repo!r}" if repo else "the internet (no STEMSITE_MODEL_REPO is set)"
+        raise ModelUnavailable(
+            f"The separation model {name!r} could not be loaded from {where}. Put its files in a "
+            "folder and set STEMSITE_MODEL_REPO to it, or give the worker internet access once."
+        ) from error
+    model.eval()
+    _models[key] = model
+    logger.info("Loaded model %s in %.1f s", name, time.monotonic() - started)
+    return model
+
+
+def model_sources(model: torch.nn.Module) -> list[str]:
+    return list(model.sources)
+
+
+def separate(
+    model: torch.nn.Module,
+    wav: np.ndarray,
+    sample_rate: int,
+    options: SeparationOptions,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, torch.Tensor]:
+    """Split `[channels, samples]` audio into `{stem: [2, samples]}` at the model's rate.
+
+    Mirrors demucs.api.Separator.separate_tensor: resample, normalise, apply_model, undo.
+    """
+    mix = convert_audio(torch.from_numpy(wav), sample_rate, model.samplerate, model.audio_channels)
+    ref = mix.mean(0)
+    mean, std = ref.mean(), ref.std() + 1e-8
+    tracker = _ProgressTracker(model, mix.shape[-1], options, on_progress)
+    with torch.inference_mode():
+        out = apply_model(
+            model,
+            ((mix - mean) / std)[None],
+            shifts=options.shifts,
+            overlap=options.overlap,
+            split=True,
+            device=options.device,
+            callback=tracker,
+        )
+    out = out * std + mean
+    return dict(zip(model.sources, out[0].cpu(), strict=False))
+
+
+def encode(wav: torch.Tensor, path: Path, sample_rate: int, mp3_bitrate: int = 320) -> None:
+    """Write one stem with demucs' own encoders; the suffix of `path` picks the format."""
+    save_audio(wav, str(path), samplerate=sample_rate, bitrate=mp3_bitrate, clip="rescale")
+
+
+class _ProgressTracker:
+    """Turns apply_model's per-chunk callbacks into one 0..1 figure for the whole job."""
+
+    def __init__(self, model, length: int, options: SeparationOptions, on_progress: ProgressCallback | None):
+        self.on_progress = on_progress
+        models = len(model.models) if isinstance(model, BagOfModels) else 1
+        self.passes = models * max(1, options.shifts)
+        self.shifts = max(1, options.shifts)
+        segment = float(getattr(model, "max_allowed_segment", None) or model.segment)
+        if math.isinf(segment):
+            segment = float(model.models[0].segment)
+        segment_length = int(model.samplerate * segment)
+        stride = max(1, int((1 - options.overlap) * segment_length))
+        # With shifts, each pass sees up to half a second more audio than the track.
+        padded = length + (int(0.5 * model.samplerate) if options.shifts else 0)
+        self.chunks_per_pass = max(1, math.ceil(padded / stride))
+        self.done: dict[tuple[int, int], int] = {}
+
+    def __call__(self, info: dict) -> None:
+        if info.get("state") != "end" or self.on_progress is None:
+            return
+        key = (info.get("model_idx_in_bag", 0), info.get("shift_idx", 0))
+        self.done[key] = self.done.get(key, 0) + 1
+        finished = sum(min(count, self.chunks_per_pass) for count in self.done.values())
+        self.on_progress(min(1.0, finished / (self.passes * self.chunks_per_pass)))

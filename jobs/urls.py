@@ -1,0 +1,10 @@
+from django.urls import path
+
+from jobs import views
+
+urlpatterns = [
+    path("", views.job_list, name="job_list"),
+    path("jobs/new/", views.job_create, name="job_create"),
+    path("jobs/<uuid:job_id>/", views.job_detail, name="job_detail"),
+    path("jobs/<uuid:job_id>/stems/<slug:stem_name>/", views.stem_file, name="stem_file"),
+]

@@ -1,0 +1,79 @@
+"""Thin views: parse the request, call one function, render."""
+
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from jobs.forms import SignupForm, UploadForm
+from jobs.models import Job
+from jobs.submission import submit_job
+
+
+def _get_job_for_user(request: HttpRequest, job_id) -> Job:
+    """The job if the user may see it (owner or staff), else 404: others' jobs do not exist."""
+    try:
+        return Job.objects.for_user(request.user).get(pk=job_id)
+    except Job.DoesNotExist:
+        raise Http404("No such job.") from None
+
+
+@login_required
+@require_GET
+def job_list(request: HttpRequest) -> HttpResponse:
+    jobs = Job.objects.filter(owner=request.user)
+    return render(request, "jobs/job_list.html", {"jobs": jobs, "form": UploadForm()})
+
+
+@login_required
+@require_POST
+def job_create(request: HttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        if request.htmx:
+            return render(request, "jobs/job_list.html#upload-form", {"form": form})
+        jobs = Job.objects.filter(owner=request.user)
+        return render(request, "jobs/job_list.html", {"jobs": jobs, "form": form}, status=400)
+    job = submit_job(request.user, form.cleaned_data["file"], form.audio_info)
+    if request.htmx:
+        return HttpResponseClientRedirect(job.get_absolute_url())
+    return redirect(job)
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, job_id) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    return render(request, "jobs/job_detail.html", {"job": job})
+
+
+@login_required
+@require_GET
+def stem_file(request: HttpRequest, job_id, stem_name: str) -> FileResponse:
+    """A stem for its owner: a download by default, inline with ?play for the audio player."""
+    job = _get_job_for_user(request, job_id)
+    stem = job.stems.filter(name=stem_name).first()
+    if stem is None:
+        raise Http404("No such stem.")
+    response = FileResponse(
+        stem.file.open("rb"),
+        as_attachment="play" not in request.GET,
+        filename=stem.download_name,
+        content_type="audio/mpeg" if stem.extension == "mp3" else None,
+    )
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("job_list")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("job_list")
+    return render(request, "registration/signup.html", {"form": form})

@@ -1,0 +1,163 @@
+"""stemsite settings: every host-specific value comes from the environment, with safe defaults."""
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from stemsite.database import database_config
+from stemsite.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("STEMSITE_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment, or set DEBUG=true for a local run."
+        )
+    SECRET_KEY = "django-insecure-local-development-key-only-used-when-debug-is-on"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "django_htmx",
+    "django_rq",
+    "template_partials",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "stemsite.urls"
+WSGI_APPLICATION = "stemsite.wsgi.application"
+ASGI_APPLICATION = "stemsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_config(env_str("DATABASE_URL"), str(VAR_DIR / "db.sqlite3")),
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "job_list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve straight from the app and project folders, so no collectstatic step can be forgotten.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Media is never served as a public folder: every file goes through an owner-checked view.
+MEDIA_URL = "/media-not-served/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Uploads always land in a temporary file, so ffprobe can read them and memory stays flat.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "stemsite"},
+    },
+}
+
+STEMSITE_QUEUE = "separations"
+# Enqueue at the call: stemsite itself calls enqueue from transaction.on_commit.
+RQ = {"WORKER_CLASS": "jobs.worker.SeparationWorker", "COMMIT_MODE": "auto"}
+RQ_QUEUES = {
+    STEMSITE_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
+}
+
+# Separation
+STEMSITE_MODEL = env_str("STEMSITE_MODEL", "htdemucs")
+STEMSITE_MODEL_REPO = env_str("STEMSITE_MODEL_REPO")
+STEMSITE_DEVICE = env_str("STEMSITE_DEVICE", "cpu")
+STEMSITE_TORCH_THREADS = env_int("STEMSITE_TORCH_THREADS", 0, minimum=0)
+STEMSITE_MP3_BITRATE = env_int("STEMSITE_MP3_BITRATE", 320, minimum=32)
+STEMSITE_MAX_UPLOAD_MB = env_int("STEMSITE_MAX_UPLOAD_MB", 200, minimum=1)
+STEMSITE_MAX_DURATION_SECONDS = env_int("STEMSITE_MAX_DURATION_SECONDS", 20 * 60, minimum=1)
+# A job may run this many seconds per second of audio (plus a fixed allowance) before RQ
+# stops it. The full htdemucs model needs about 0.7 s per second of audio on a 2-core CPU.
+STEMSITE_TIMEOUT_PER_AUDIO_SECOND = env_float("STEMSITE_TIMEOUT_PER_AUDIO_SECOND", 6.0)
+STEMSITE_TIMEOUT_BASE_SECONDS = env_int("STEMSITE_TIMEOUT_BASE_SECONDS", 600, minimum=1)
+STEMSITE_PROGRESS_INTERVAL = env_float("STEMSITE_PROGRESS_INTERVAL", 0.25)
+
+# Security: HTTPS-only cookies, redirects and HSTS whenever DEBUG is off. A local, plain-HTTP
+# run (make run) sets STEMSITE_HTTPS=false; behind a TLS proxy it must send X-Forwarded-Proto.
+HTTPS = env_bool("STEMSITE_HTTPS", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Preloading a domain into browsers is hard to undo, so it is each deployment's explicit choice.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"rq.worker": {"level": "INFO"}},
+}

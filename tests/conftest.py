@@ -1,0 +1,275 @@
+"""Shared fixtures: standing users, a tiny real Demucs model, real Redis, real files, real workers."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+import soundfile
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+
+from jobs.testmodel import write_model
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_REDIS_URL = os.environ.get("STEMSITE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+PASSWORD = "a-long-test-password-42"
+
+
+@pytest.fixture(scope="session")
+def test_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("stemsite")
+
+
+@pytest.fixture(scope="session")
+def model_repo(test_root) -> Path:
+    """A random-weight htdemucs, loaded through demucs' real loader from a local folder."""
+    folder = test_root / "models"
+    write_model(folder, "htdemucs", size="tiny")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def media_root(test_root) -> Path:
+    return test_root / "media"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_services(test_root, model_repo, media_root):
+    """Point Redis, media and models at test-only places for the whole session."""
+    queue = settings.STEMSITE_QUEUE
+    layer = settings.CHANNEL_LAYERS["default"]
+    overrides = override_settings(
+        REDIS_URL=TEST_REDIS_URL,
+        RQ_QUEUES={queue: {**settings.RQ_QUEUES[queue], "URL": TEST_REDIS_URL}},
+        CHANNEL_LAYERS={"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": [TEST_REDIS_URL]}}},
+        MEDIA_ROOT=str(media_root),
+        STEMSITE_MODEL_REPO=str(model_repo),
+        STEMSITE_MODEL="htdemucs",
+        SECURE_SSL_REDIRECT=False,
+    )
+    overrides.enable()
+    yield
+    overrides.disable()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(test_root):
+    """A file-backed SQLite test database, so worker and server subprocesses share it."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db.setdefault("TEST", {})["NAME"] = str(test_root / "test.sqlite3")
+
+
+@pytest.fixture(autouse=True)
+def redis_db():
+    """The test Redis database, emptied around every test."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError:
+        pytest.fail(f"Redis is not answering at {TEST_REDIS_URL}; `make test` starts it.")
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _empty_media(media_root):
+    yield
+    shutil.rmtree(media_root, ignore_errors=True)
+
+
+def media_files(media_root: Path) -> list[Path]:
+    return sorted(p for p in media_root.rglob("*") if p.is_file()) if media_root.exists() else []
+
+
+# Users: always the same three roles.
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("owner", password=PASSWORD)
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user("outsider", password=PASSWORD)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("staff", password=PASSWORD, is_staff=True, is_superuser=True)
+
+
+def _client_for(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def owner_client(owner):
+    return _client_for(owner)
+
+
+@pytest.fixture
+def outsider_client(outsider):
+    return _client_for(outsider)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return _client_for(staff)
+
+
+# Audio made on the fly.
+
+
+def tone(seconds: float, rate: int = 44100, channels: int = 2) -> np.ndarray:
+    """A chord with a little noise: enough signal for every stage of a separation."""
+    t = np.arange(int(seconds * rate)) / rate
+    mono = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+    mono += 0.01 * np.random.default_rng(0).standard_normal(len(t))
+    return np.stack([mono * (1 - 0.2 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+@pytest.fixture
+def make_audio(tmp_path):
+    """Write a test track: `make_audio("x.wav", seconds=3)`; mp3, flac and ogg go through ffmpeg."""
+
+    def make(name: str, seconds: float = 3.0, rate: int = 44100, channels: int = 2) -> Path:
+        path = tmp_path / name
+        wav = tmp_path / f"{path.stem}-source.wav"
+        soundfile.write(wav, tone(seconds, rate, channels), rate)
+        if path.suffix == ".wav":
+            wav.rename(path)
+        else:
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), str(path)], check=True)
+        return path
+
+    return make
+
+
+# Real processes: a burst worker and a whole site, sharing the test database.
+
+
+@pytest.fixture
+def process_env(media_root, model_repo) -> dict:
+    """Environment for a subprocess that must see this test's database, Redis and media."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{port}/{db['NAME']}"
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "MEDIA_ROOT": str(media_root),
+        "STEMSITE_MODEL_REPO": str(model_repo),
+        "STEMSITE_MODEL": "htdemucs",
+        "SECRET_KEY": "stemsite-test-key",
+        "DEBUG": "false",
+        "STEMSITE_HTTPS": "false",
+        "PYTHONUNBUFFERED": "1",
+        # One thread starts fastest for the tiny test model; real workers use every core.
+        "STEMSITE_TORCH_THREADS": "1",
+    }
+
+
+@pytest.fixture
+def run_worker(process_env):
+    """Run `manage.py rqworker --burst`: it takes every queued job, then exits."""
+
+    def run(extra_env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", "rqworker", "--burst", settings.STEMSITE_QUEUE],
+            cwd=ROOT,
+            env={**process_env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on port {port}")
+
+
+@pytest.fixture
+def live_site(process_env, tmp_path):
+    """daphne and one worker as real processes; yields the site's base URL."""
+    port = free_port()
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("web", "worker")}
+    daphne = str(Path(sys.executable).parent / "daphne")
+    web = subprocess.Popen(
+        [daphne, "-b", "127.0.0.1", "-p", str(port), "stemsite.asgi:application"],
+        cwd=ROOT, env=process_env, stdout=logs["web"], stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE],
+        cwd=ROOT, env=process_env, stdout=logs["worker"], stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, web)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for process in (web, worker):
+            process.terminate()
+        for process in (web, worker):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for handle in logs.values():
+            handle.close()
+
+
+@pytest.fixture
+def make_job(make_audio):
+    """A job row with real files, as the worker would leave it: `make_job(owner, status="succeeded")`."""
+    from django.core.files import File
+
+    from jobs.models import Job, Stem
+
+    def make(owner, status="succeeded", name="Song.wav", stems=("bass", "drums", "other", "vocals")) -> Job:
+        source = make_audio("source.mp3", seconds=1)
+        job = Job(owner=owner, original_name=name, model_name="htdemucs", status=status, duration_seconds=1.0)
+        with source.open("rb") as handle:
+            job.input_file.save(name, File(handle), save=False)
+        job.save()
+        if status == "succeeded":
+            for stem_name in stems:
+                stem = Stem(job=job, name=stem_name, size=source.stat().st_size)
+                with source.open("rb") as handle:
+                    stem.file.save(f"{stem_name}.mp3", File(handle), save=True)
+        return job
+
+    return make

@@ -1,0 +1,89 @@
+"""Job pages and stem files: the owner (and staff) see them; for anyone else they do not exist."""
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def stem_url(job, name="vocals", play=False):
+    return reverse("stem_file", args=[job.pk, name]) + ("?play" if play else "")
+
+
+def test_owner_sees_status_players_and_download_links(owner_client, owner, make_job):
+    job = make_job(owner)
+    page = owner_client.get(job.get_absolute_url()).content.decode()
+    assert 'data-status="succeeded"' in page
+    for name in ("bass", "drums", "other", "vocals"):
+        assert f'src="{stem_url(job, name)}?play"' in page
+        assert f'href="{stem_url(job, name)}"' in page
+    assert "ws-connect" not in page, "a finished job needs no live socket"
+
+
+def test_unfinished_job_page_opens_its_socket(owner_client, owner, make_job):
+    job = make_job(owner, status="running")
+    page = owner_client.get(job.get_absolute_url()).content.decode()
+    assert f'ws-connect="/ws/jobs/{job.pk}/"' in page
+    assert 'class="job-progress"' in page
+
+
+def test_failed_job_shows_its_message(owner_client, owner, make_job):
+    job = make_job(owner, status="failed")
+    job.mark_failed("This file looks cut off.")
+    page = owner_client.get(job.get_absolute_url()).content.decode()
+    assert "This file looks cut off." in page
+
+
+def test_stem_download_is_an_attachment_named_after_the_track(owner_client, owner, make_job):
+    job = make_job(owner, name="Take Five.flac")
+    response = owner_client.get(stem_url(job))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "audio/mpeg"
+    assert response["Content-Disposition"] == 'attachment; filename="Take Five - vocals.mp3"'
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert b"".join(response.streaming_content) == job.stems.get(name="vocals").file.read()
+
+
+def test_stem_for_the_player_is_inline(owner_client, owner, make_job):
+    response = owner_client.get(stem_url(make_job(owner), play=True))
+    assert response["Content-Disposition"].startswith("inline")
+
+
+def test_other_users_job_is_404_everywhere(outsider_client, owner, make_job):
+    job = make_job(owner)
+    assert outsider_client.get(job.get_absolute_url()).status_code == 404
+    assert outsider_client.get(stem_url(job)).status_code == 404
+    assert outsider_client.get(stem_url(job, play=True)).status_code == 404
+    assert str(job.pk) not in outsider_client.get(reverse("job_list")).content.decode()
+
+
+def test_staff_may_open_any_job(staff_client, owner, make_job):
+    job = make_job(owner)
+    assert staff_client.get(job.get_absolute_url()).status_code == 200
+    assert staff_client.get(stem_url(job)).status_code == 200
+
+
+def test_unknown_stem_and_job_are_404(owner_client, owner, make_job):
+    job = make_job(owner)
+    assert owner_client.get(stem_url(job, "kazoo")).status_code == 404
+    assert (
+        owner_client.get(reverse("job_detail", args=["00000000-0000-0000-0000-000000000000"])).status_code
+        == 404
+    )
+
+
+def test_anonymous_visitor_is_sent_to_login(client, owner, make_job):
+    job = make_job(owner)
+    for url in (reverse("job_list"), job.get_absolute_url(), stem_url(job)):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+def test_job_list_shows_only_own_jobs(owner_client, owner, outsider, make_job):
+    mine = make_job(owner, name="mine.wav")
+    theirs = make_job(outsider, name="theirs.wav")
+    page = owner_client.get(reverse("job_list")).content.decode()
+    assert f'id="job-{mine.pk}-row"' in page
+    assert str(theirs.pk) not in page
+    assert 'ws-connect="/ws/jobs/"' in page
