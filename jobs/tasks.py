@@ -26,6 +26,10 @@ MSG_QUEUE_DOWN = (
     "Please upload the file again in a few minutes."
 )
 MSG_OUT_OF_MEMORY = "The server ran out of memory while separating this track. Try a shorter track."
+MSG_WORKER_LOST = (
+    "The worker stopped unexpectedly while separating this track (it may have run out of memory). "
+    "Try again, or try a shorter track."
+)
 MSG_INTERNAL = "Separation failed because of an error on the server. The site's staff can see the details."
 
 
@@ -120,6 +124,14 @@ def _fail(job: Job, message: str) -> None:
     job.delete_stems()
     job.mark_failed(message)
     publish_job_state(job)
+
+
+def fail_lost_job(job_id: str) -> None:
+    """Mark a job whose worker process died mid-run as failed, unless it already finished."""
+    job = Job.objects.select_related("owner").filter(pk=job_id, status=Job.Status.RUNNING).first()
+    if job is not None:
+        logger.warning("Job %s lost its worker process", job_id)
+        _fail(job, MSG_WORKER_LOST)
 
 
 def _configure_torch_threads() -> None:

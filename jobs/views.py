@@ -2,14 +2,17 @@
 
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from jobs.downloads import file_response
 from jobs.forms import SignupForm, UploadForm
 from jobs.models import Job
 from jobs.submission import submit_job
+
+CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 
 
 def _get_job_for_user(request: HttpRequest, job_id) -> Job:
@@ -51,17 +54,19 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
 
 @login_required
 @require_GET
-def stem_file(request: HttpRequest, job_id, stem_name: str) -> FileResponse:
+def stem_file(request: HttpRequest, job_id, stem_name: str) -> HttpResponse:
     """A stem for its owner: a download by default, inline with ?play for the audio player."""
     job = _get_job_for_user(request, job_id)
     stem = job.stems.filter(name=stem_name).first()
     if stem is None:
         raise Http404("No such stem.")
-    response = FileResponse(
-        stem.file.open("rb"),
-        as_attachment="play" not in request.GET,
+    response = file_response(
+        request,
+        stem.file.storage,
+        stem.file.name,
         filename=stem.download_name,
-        content_type="audio/mpeg" if stem.extension == "mp3" else None,
+        content_type=CONTENT_TYPES.get(stem.extension, "application/octet-stream"),
+        as_attachment="play" not in request.GET,
     )
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -41,6 +41,7 @@ def test_stem_download_is_an_attachment_named_after_the_track(owner_client, owne
     assert response["Content-Type"] == "audio/mpeg"
     assert response["Content-Disposition"] == 'attachment; filename="Take Five - vocals.mp3"'
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Accept-Ranges"] == "bytes"
     assert b"".join(response.streaming_content) == job.stems.get(name="vocals").file.read()
 
 
@@ -87,3 +88,19 @@ def test_job_list_shows_only_own_jobs(owner_client, owner, outsider, make_job):
     assert f'id="job-{mine.pk}-row"' in page
     assert str(theirs.pk) not in page
     assert 'ws-connect="/ws/jobs/"' in page
+
+
+def test_player_can_seek_with_byte_ranges(owner_client, owner, make_job):
+    job = make_job(owner)
+    whole = job.stems.get(name="vocals").file.read()
+
+    response = owner_client.get(stem_url(job, play=True), headers={"Range": "bytes=100-199"})
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 100-199/{len(whole)}"
+    assert b"".join(response.streaming_content) == whole[100:200]
+
+    tail = owner_client.get(stem_url(job, play=True), headers={"Range": "bytes=-50"})
+    assert b"".join(tail.streaming_content) == whole[-50:]
+
+    beyond = owner_client.get(stem_url(job, play=True), headers={"Range": f"bytes={len(whole)}-"})
+    assert beyond.status_code == 416

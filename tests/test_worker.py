@@ -1,12 +1,20 @@
 """The worker: a real `rqworker --burst` process separates queued jobs with a real Demucs model."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import soundfile
+from django.conf import settings
 from django.urls import reverse
 
 from jobs import audio
 from jobs.models import Job
-from tests.conftest import media_files
+from tests.conftest import ROOT, media_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -100,3 +108,41 @@ def test_mono_8khz_input_gives_stereo_44k_stems(owner_client, make_audio, run_wo
         info = soundfile.info(stem.file.path)
         assert (info.samplerate, info.channels) == (44100, 2)
         assert info.duration == pytest.approx(2, abs=0.06)
+
+
+def test_killed_work_horse_leaves_the_job_failed_not_running(
+    owner_client, make_audio, process_env, media_root
+):
+    job = upload(owner_client, make_audio("long.flac", seconds=120))
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE],
+        cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
+        horse = wait_until(lambda: child_pids(worker.pid))
+        os.kill(horse[0], signal.SIGKILL)
+        wait_until(lambda: Job.objects.get(pk=job.pk).status == "failed")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    job.refresh_from_db()
+    assert "worker stopped unexpectedly" in job.error_message
+    assert not job.stems.exists()
+    assert all("/stems/" not in str(path) for path in media_files(media_root))
+
+
+def child_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def wait_until(condition, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise TimeoutError("condition not met in time")
