@@ -68,6 +68,7 @@ var/secret-key:
 
 migrate: $(VENV)/.installed var/secret-key
 	@SECRET_KEY=$$(cat var/secret-key) $(PY) manage.py migrate --noinput -v 0
+	@SECRET_KEY=$$(cat var/secret-key) $(PY) manage.py collectstatic --noinput -v 0
 
 demo-model: $(VENV)/.installed
 	@[ -f var/demo-model/htdemucs.yaml ] || DEBUG=true $(PY) manage.py make_test_model var/demo-model

@@ -16,6 +16,7 @@ from demucs.apply import BagOfModels, apply_model
 from demucs.audio import convert_audio, save_audio
 from demucs.pretrained import get_model
 from demucs.repo import ModelLoadingError
+from huggingface_hub.utils import logging as hub_logging
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def load_model(name: str, repo: str = "") -> torch.nn.Module:
         raise ModelUnavailable(
             f"The model folder {repo!r} (STEMSITE_MODEL_REPO) does not exist on the worker."
         )
+    # Offline, the hub client would log every retry of a download that cannot work.
+    hub_logging.set_verbosity_error()
     try:
         model = get_model(name, repo=Path(repo) if repo else None)
     except (ModelLoadingError, OSError, ValueError) as error:
