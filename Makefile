@@ -14,30 +14,29 @@ export REDIS_URL
 
 .PHONY: run test lint system-packages browser-package redis migrate demo-model check-model
 
-# apt-get install for the commands named in $(1) (command:package pairs) that are missing.
-define install_missing
-	missing=""; \
-	for pair in $(1); do \
-	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  if ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "stemsite needs:$$missing. Install them with your system's package manager, then run make again." >&2; exit 1; \
-	  fi; \
-	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
-	  echo "Installing$$missing from the system's packages (apt-get)..."; \
-	  if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; then \
-	    echo "Could not install$$missing with apt-get. Install them by hand, then run make again." >&2; exit 1; \
-	  fi; \
+# apt_install: install the Debian packages named in $(1) that are not installed yet.
+define apt_install
+	packages="$(1)"; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "stemsite needs: $$packages. Install them with your system's package manager, then run make again." >&2; exit 1; \
+	fi; \
+	sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	echo "Installing $$packages from the system's packages (apt-get)..."; \
+	if ! { $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$packages >/dev/null; }; then \
+	  echo "Could not install $$packages with apt-get. Install them by hand, then run make again." >&2; exit 1; \
 	fi
 endef
 
+# needs: the packages whose commands ($(1): command:package pairs) are missing, or nothing.
+needs = $(strip $(foreach pair,$(1),$(if $(shell command -v $(word 1,$(subst :, ,$(pair)))),,$(word 2,$(subst :, ,$(pair))))))
+
 system-packages:
-	@$(call install_missing,ffmpeg:ffmpeg ffprobe:ffmpeg redis-server:redis-server redis-cli:redis-tools)
-	@python3 -c 'import ensurepip, venv' 2>/dev/null || { $(call install_missing,__no_such_command__:python3-venv); }
+	@missing="$(call needs,ffmpeg:ffmpeg ffprobe:ffmpeg redis-server:redis-server redis-cli:redis-tools)"; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$${missing// /}" ]; then $(call apt_install,$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' ')); fi
 
 browser-package:
-	@$(call install_missing,chromium:chromium)
+	@$(if $(call needs,chromium:chromium),$(call apt_install,chromium),true)
 
 $(VENV)/.installed: requirements.txt
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "stemsite needs Python 3.11 or newer." >&2; exit 1; }

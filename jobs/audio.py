@@ -96,13 +96,7 @@ def decode(path: str, max_seconds: float, timeout: float) -> tuple[np.ndarray, i
         "ffmpeg", "-nostdin", "-v", "error", *_SAFE_INPUT, "-i", path,
         "-map", "0:a:0", "-t", f"{max_seconds:.3f}", "-f", "f32le", "-acodec", "pcm_f32le", "-",
     ]  # fmt: skip
-    try:
-        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise AudioError("Decoding this file took too long.") from None
-    if result.returncode != 0:
-        raise AudioError("This file could not be decoded; it may be damaged.")
-    samples = np.frombuffer(result.stdout, dtype=np.float32)
+    samples = np.frombuffer(_ffmpeg(command, timeout), dtype=np.float32)
     usable = len(samples) - len(samples) % info.channels
     wav = samples[:usable].reshape(-1, info.channels).T.copy()
     if wav.shape[1] == 0:
@@ -117,13 +111,7 @@ def decoded_duration(path: str, timeout: float) -> float:
         "ffmpeg", "-nostdin", "-v", "error", *_SAFE_INPUT, "-i", path,
         "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-",
     ]  # fmt: skip
-    try:
-        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise AudioError("Decoding this file took too long.") from None
-    if result.returncode != 0:
-        raise AudioError("This file could not be decoded; it may be damaged.")
-    return len(result.stdout) / 2 / rate
+    return len(_ffmpeg(command, timeout)) / 2 / rate
 
 
 def check_complete(path: str, info: AudioInfo, timeout: float) -> None:
@@ -139,6 +127,17 @@ def check_complete(path: str, info: AudioInfo, timeout: float) -> None:
             f"This file looks cut off: its header promises {_clock(info.duration)} "
             f"but only {_clock(present)} of audio is there. Upload the complete file."
         )
+
+
+def _ffmpeg(command: list[str], timeout: float) -> bytes:
+    """Run an ffmpeg decode (argument list, never a shell) and return what it wrote to stdout."""
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise AudioError("Decoding this file took too long.") from None
+    if result.returncode != 0:
+        raise AudioError("This file could not be decoded; it may be damaged.")
+    return result.stdout
 
 
 def _float(value) -> float:

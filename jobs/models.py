@@ -104,6 +104,12 @@ class Job(models.Model):
         self.finished_at = timezone.now()
         self.save(update_fields=["status", "error_message", "finished_at"])
 
+    def delete_with_files(self) -> None:
+        """Remove the job, its stems and every stored file: nothing of the upload stays behind."""
+        self.delete_stems()
+        self.input_file.delete(save=False)
+        self.delete()
+
     def delete_stems(self) -> None:
         """Remove every stem row and its file: used when a run fails half-way."""
         for stem in self.stems.all():

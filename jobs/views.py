@@ -1,9 +1,11 @@
 """Thin views: parse the request, call one function, render."""
 
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -70,6 +72,22 @@ def stem_file(request: HttpRequest, job_id, stem_name: str) -> HttpResponse:
     )
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@login_required
+@require_POST
+def job_delete(request: HttpRequest, job_id) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    if not job.is_finished:
+        messages.error(
+            request, "This track is still being processed; it can be deleted once it has finished."
+        )
+        target = job.get_absolute_url()
+    else:
+        job.delete_with_files()
+        messages.success(request, f"Deleted “{job.original_name}” and its stems.")
+        target = reverse("job_list")
+    return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
 
 
 @require_http_methods(["GET", "POST"])

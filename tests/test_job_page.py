@@ -3,6 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from tests.conftest import media_files
+
 pytestmark = pytest.mark.django_db
 
 
@@ -104,3 +106,25 @@ def test_player_can_seek_with_byte_ranges(owner_client, owner, make_job):
 
     beyond = owner_client.get(stem_url(job, play=True), headers={"Range": f"bytes={len(whole)}-"})
     assert beyond.status_code == 416
+
+
+def test_owner_deletes_a_finished_job_and_all_its_files(owner_client, owner, make_job, media_root):
+    job = make_job(owner)
+    response = owner_client.post(reverse("job_delete", args=[job.pk]))
+    assert response.status_code == 302
+    assert not type(job).objects.filter(pk=job.pk).exists()
+    assert media_files(media_root) == []
+    assert "Deleted" in owner_client.get(reverse("job_list")).content.decode()
+
+
+def test_unfinished_job_is_not_deleted(owner_client, owner, make_job):
+    job = make_job(owner, status="running")
+    owner_client.post(reverse("job_delete", args=[job.pk]))
+    assert type(job).objects.filter(pk=job.pk).exists()
+
+
+def test_outsider_cannot_delete(outsider_client, owner, make_job, media_root):
+    job = make_job(owner)
+    assert outsider_client.post(reverse("job_delete", args=[job.pk])).status_code == 404
+    assert type(job).objects.filter(pk=job.pk).exists()
+    assert len(media_files(media_root)) == 5
