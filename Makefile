@@ -70,7 +70,7 @@ migrate: $(VENV)/.installed var/secret-key
 	@SECRET_KEY=$$(cat var/secret-key) $(PY) manage.py collectstatic --noinput -v 0
 
 demo-model: $(VENV)/.installed
-	@[ -f var/demo-model/htdemucs.yaml ] || DEBUG=true $(PY) manage.py make_test_model var/demo-model
+	@[ -f var/demo-model/mdx_extra.yaml ] || DEBUG=true $(PY) manage.py make_test_model var/demo-model
 
 ifeq ($(DEMO),1)
 export STEMSITE_MODEL_REPO := $(CURDIR)/var/demo-model

@@ -11,6 +11,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
+from jobs.eta import estimates
 from jobs.fragments import job_row_html, job_status_html
 from jobs.models import Job
 
@@ -29,14 +30,28 @@ def user_group(user_id) -> str:
 
 def publish_job_state(job: Job) -> None:
     """Send the job's status block to its page and its list row to its owner's job list."""
-    messages = [
-        (job_group(job.pk), job_status_html(job)),
-        (user_group(job.owner_id), job_row_html(job)),
-    ]
+    _send(
+        [
+            (job_group(job.pk), job_status_html(job)),
+            (user_group(job.owner_id), job_row_html(job)),
+        ]
+    )
+
+
+def publish_queue() -> None:
+    """Send every queued job its new place in line and time estimate: the queue has moved."""
+    current = estimates()
+    queued = Job.objects.filter(pk__in=[pk for pk, est in current.items() if est.position is not None])
+    _send([(job_group(job.pk), job_status_html(job, current[job.pk])) for job in queued])
+
+
+def _send(messages: list[tuple[str, str]]) -> None:
+    if not messages:
+        return
     try:
         async_to_sync(_send_all)(messages)
     except (RedisError, OSError) as error:
-        logger.warning("Could not publish the state of job %s: %s", job.pk, error)
+        logger.warning("Could not publish job updates: %s", error)
 
 
 async def _send_all(messages: list[tuple[str, str]]) -> None:

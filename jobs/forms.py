@@ -1,55 +1,168 @@
-"""Upload validation: the file is probed and fully decoded before any job exists."""
+"""Upload validation: every file is probed and fully decoded before any job exists."""
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
+from django.core.files.uploadedfile import UploadedFile
+from django.utils.html import format_html
 
 from jobs import audio
+from jobs.options import FORMATS, MODELS, MP3_BITRATES, QUALITIES, SIX_STEMS, JobOptions, stem_label
 
 ALLOWED_EXTENSIONS = {"wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "aif", "aiff", "webm"}
 DECODE_CHECK_TIMEOUT = 120
+OPTION_FIELDS = ("model", "quality", "output_format", "mp3_bitrate")
+
+
+@dataclass(frozen=True)
+class AcceptedFile:
+    upload: UploadedFile
+    info: audio.AudioInfo
+    content_hash: str
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """A list of uploads; each one is judged on its own in UploadForm.clean_files."""
+
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None):
+        files = [item for item in (data if isinstance(data, list | tuple) else [data]) if item]
+        if not files:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        return files
+
+
+def _choice_label(title: str, description: str) -> str:
+    return format_html('{} <span class="choice-help">{}</span>', title, description)
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(
-        label="Audio file",
-        help_text="WAV, MP3, FLAC, OGG, Opus or M4A/AAC.",
-        error_messages={"empty": "The file is empty.", "required": "Choose an audio file to upload."},
-        widget=forms.ClearableFileInput(
-            attrs={"accept": ",".join(f".{ext}" for ext in sorted(ALLOWED_EXTENSIONS))}
-        ),
+    files = MultipleFileField(
+        label="Audio files",
+        help_text="WAV, MP3, FLAC, OGG, Opus or M4A/AAC. Choose several to separate them all the same way.",
+        error_messages={"required": "Choose an audio file to upload."},
+        widget=MultipleFileInput(attrs={"accept": ",".join(f".{ext}" for ext in sorted(ALLOWED_EXTENSIONS))}),
+    )
+    model = forms.ChoiceField(
+        choices=[
+            (m.name, _choice_label(m.label, f"{', '.join(m.stems)}. {m.description}"))
+            for m in MODELS.values()
+        ],
+        initial="htdemucs",
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    two_stems = forms.ChoiceField(
+        label="Stems",
+        choices=[("", "All stems the model makes")]
+        + [(name, f"{name.capitalize()} + {stem_label('no_' + name)}") for name in SIX_STEMS],
+        required=False,
+        help_text="Two stems: one instrument and everything else, e.g. vocals and instrumental for karaoke.",
+    )
+    quality = forms.ChoiceField(
+        choices=[(q.name, _choice_label(q.label, q.description)) for q in QUALITIES.values()],
+        initial="normal",
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    output_format = forms.ChoiceField(
+        label="File format",
+        choices=[(f.name, f.label) for f in FORMATS.values()],
+        initial="mp3",
+        required=False,
+    )
+    mp3_bitrate = forms.TypedChoiceField(
+        label="MP3 bitrate",
+        choices=[(rate, f"{rate} kbit/s") for rate in MP3_BITRATES],
+        coerce=int,
+        initial=320,
+        empty_value=None,
+        required=False,
+        help_text="Only used for MP3.",
     )
 
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        limit_mb = settings.STEMSITE_MAX_UPLOAD_MB
-        if upload.size == 0:
-            raise forms.ValidationError("The file is empty.")
-        if upload.size > limit_mb * 1024 * 1024:
-            raise forms.ValidationError(
-                f"The file is {upload.size / 1024 / 1024:.0f} MB; the limit is {limit_mb} MB."
+    def clean_files(self) -> list[AcceptedFile]:
+        uploads = self.cleaned_data["files"]
+        limit = settings.STEMSITE_MAX_FILES_PER_UPLOAD
+        if len(uploads) > limit:
+            raise forms.ValidationError(f"Upload at most {limit} files at once.")
+        self.accepted, self.rejected = [], []
+        for upload in uploads:
+            try:
+                self.accepted.append(check_upload(upload))
+            except forms.ValidationError as error:
+                prefix = f"{upload.name}: " if len(uploads) > 1 else ""
+                self.rejected.append(f"{prefix}{error.messages[0]}")
+        if not self.accepted:
+            raise forms.ValidationError(self.rejected)
+        return self.accepted
+
+    def clean(self):
+        data = super().clean()
+        for name in OPTION_FIELDS:  # left out (a script, an old form): the defaults
+            if data.get(name) in (None, ""):
+                data[name] = self.fields[name].initial
+        stem, model = data.get("two_stems"), data.get("model")
+        if stem and model and stem not in MODELS[model].stems:
+            self.add_error("two_stems", f"The {MODELS[model].label} model has no {stem} stem.")
+        return data
+
+    @property
+    def job_options(self) -> JobOptions:
+        data = self.cleaned_data
+        return JobOptions(
+            model=data["model"],
+            quality=data["quality"],
+            output_format=data["output_format"],
+            mp3_bitrate=data["mp3_bitrate"] if data["output_format"] == "mp3" else 320,
+            two_stems=data["two_stems"],
+        )
+
+
+def check_upload(upload: UploadedFile) -> AcceptedFile:
+    """Size, extension, container, codec, length and completeness; raises with a sentence."""
+    limit_mb = settings.STEMSITE_MAX_UPLOAD_MB
+    if upload.size == 0:
+        raise forms.ValidationError("The file is empty.")
+    if upload.size > limit_mb * 1024 * 1024:
+        raise forms.ValidationError(
+            f"The file is {upload.size / 1024 / 1024:.0f} MB; the limit is {limit_mb} MB."
+        )
+    extension = PurePosixPath(upload.name).suffix.lower().lstrip(".")
+    if extension not in ALLOWED_EXTENSIONS:
+        raise forms.ValidationError(
+            "This type of file is not supported. Upload a WAV, MP3, FLAC, OGG, Opus or M4A file."
+        )
+    path = upload.temporary_file_path()
+    try:
+        info = audio.probe(path)
+        limit = settings.STEMSITE_MAX_DURATION_SECONDS
+        if info.duration > limit:
+            minutes, allowed = info.duration / 60, limit / 60
+            raise audio.AudioError(
+                f"The track is {minutes:.0f} minutes long; the limit is {allowed:.0f} minutes."
             )
-        extension = PurePosixPath(upload.name).suffix.lower().lstrip(".")
-        if extension not in ALLOWED_EXTENSIONS:
-            raise forms.ValidationError(
-                "This type of file is not supported. Upload a WAV, MP3, FLAC, OGG, Opus or M4A file."
-            )
-        path = upload.temporary_file_path()
-        try:
-            info = audio.probe(path)
-            limit = settings.STEMSITE_MAX_DURATION_SECONDS
-            if info.duration > limit:
-                minutes, allowed = info.duration / 60, limit / 60
-                raise audio.AudioError(
-                    f"The track is {minutes:.0f} minutes long; the limit is {allowed:.0f} minutes."
-                )
-            audio.check_complete(path, info, timeout=DECODE_CHECK_TIMEOUT)
-        except audio.AudioError as error:
-            raise forms.ValidationError(str(error)) from None
-        self.audio_info = info
-        return upload
+        audio.check_complete(path, info, timeout=DECODE_CHECK_TIMEOUT)
+    except audio.AudioError as error:
+        raise forms.ValidationError(str(error)) from None
+    return AcceptedFile(upload, info, _sha256(path))
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class SignupForm(UserCreationForm):

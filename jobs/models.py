@@ -9,6 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from jobs.options import JobOptions, stem_label
+
 
 def input_upload_to(job: "Job", filename: str) -> str:
     """Server-chosen key: the user's name survives only as a slug, never as a path."""
@@ -45,17 +47,24 @@ class Job(models.Model):
         CANCELED = "canceled", "Canceled"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     original_name = models.CharField(max_length=255)
     input_file = models.FileField(upload_to=input_upload_to, max_length=255)
+    content_hash = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="SHA-256 of the upload"
+    )
     model_name = models.CharField(max_length=64)
+    options = models.JSONField(default=dict, blank=True, help_text="quality, output format, two-stem mode")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
+    attempt = models.PositiveIntegerField(default=1, help_text="bumped by each retry; fences stale writes")
     error_message = models.TextField(blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -75,34 +84,72 @@ class Job(models.Model):
         return self.status in self.FINISHED
 
     @property
+    def job_options(self) -> JobOptions:
+        return JobOptions.from_dict({**self.options, "model": self.model_name})
+
+    @property
     def display_name(self) -> str:
         """The user's file name without its extension, for labels and download names."""
         stem, dot, _ = self.original_name.rpartition(".")
         return stem if dot and stem else self.original_name
 
-    def mark_running(self) -> None:
-        self.status = self.Status.RUNNING
-        self.progress = 0
-        self.error_message = ""
-        self.started_at = timezone.now()
-        self.finished_at = None
-        self.save(update_fields=["status", "progress", "error_message", "started_at", "finished_at"])
+    @property
+    def rq_job_id(self) -> str:
+        return f"separate-{self.pk}-{self.attempt}"
 
-    def set_progress(self, percent: int) -> None:
-        self.progress = max(0, min(100, int(percent)))
-        self.save(update_fields=["progress"])
+    def _transition(self, allowed: tuple, **fields) -> bool:
+        """Write `fields` only if the job is still in an `allowed` status and on this attempt.
 
-    def mark_succeeded(self) -> None:
-        self.status = self.Status.SUCCEEDED
-        self.progress = 100
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "progress", "finished_at"])
+        The web process and workers write the same row; this fence makes a late write from a
+        stopped or superseded run a no-op instead of overwriting a newer state.
+        """
+        updated = Job.objects.filter(pk=self.pk, status__in=allowed, attempt=self.attempt).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
 
-    def mark_failed(self, message: str) -> None:
-        self.status = self.Status.FAILED
-        self.error_message = message
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error_message", "finished_at"])
+    def mark_running(self) -> bool:
+        return self._transition(
+            (self.Status.QUEUED,),
+            status=self.Status.RUNNING,
+            progress=0,
+            error_message="",
+            started_at=timezone.now(),
+            finished_at=None,
+        )
+
+    def set_progress(self, percent: int) -> bool:
+        return self._transition((self.Status.RUNNING,), progress=max(0, min(100, int(percent))))
+
+    def mark_succeeded(self) -> bool:
+        return self._transition(
+            (self.Status.RUNNING,), status=self.Status.SUCCEEDED, progress=100, finished_at=timezone.now()
+        )
+
+    def mark_failed(self, message: str) -> bool:
+        return self._transition(
+            self.ACTIVE, status=self.Status.FAILED, error_message=message, finished_at=timezone.now()
+        )
+
+    def mark_canceled(self) -> bool:
+        return self._transition(self.ACTIVE, status=self.Status.CANCELED, finished_at=timezone.now())
+
+    def requeue(self) -> bool:
+        """Start a new attempt of a failed or canceled job; the old attempt's writes are fenced off."""
+        retryable = Job.objects.filter(pk=self.pk, status__in=(self.Status.FAILED, self.Status.CANCELED))
+        updated = retryable.update(
+            status=self.Status.QUEUED,
+            progress=0,
+            error_message="",
+            attempt=models.F("attempt") + 1,
+            queued_at=timezone.now(),
+            started_at=None,
+            finished_at=None,
+        )
+        if updated:
+            self.refresh_from_db()
+        return bool(updated)
 
     def delete_with_files(self) -> None:
         """Remove the job, its stems and every stored file: nothing of the upload stays behind."""
@@ -111,20 +158,29 @@ class Job(models.Model):
         self.delete()
 
     def delete_stems(self) -> None:
-        """Remove every stem row and its file: used when a run fails half-way."""
+        """Remove every stem row and file, including files a killed run wrote without a row."""
         for stem in self.stems.all():
             stem.file.delete(save=False)
             stem.delete()
+        storage = self.input_file.storage
+        folder = f"jobs/{self.pk}/stems"
+        try:
+            _, leftovers = storage.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in leftovers:
+            storage.delete(f"{folder}/{name}")
 
 
 class Stem(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="stems")
     name = models.CharField(max_length=32)
+    position = models.PositiveSmallIntegerField(default=0, help_text="the model's order of stems")
     file = models.FileField(upload_to=stem_upload_to, max_length=255)
     size = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        ordering = ["job", "name"]
+        ordering = ["job", "position", "name"]
         constraints = [models.UniqueConstraint(fields=["job", "name"], name="unique_stem_per_job")]
 
     def __str__(self) -> str:
@@ -136,6 +192,10 @@ class Stem(models.Model):
     @property
     def extension(self) -> str:
         return PurePosixPath(self.file.name).suffix.lstrip(".")
+
+    @property
+    def label(self) -> str:
+        return stem_label(self.name)
 
     @property
     def download_name(self) -> str:

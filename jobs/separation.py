@@ -6,6 +6,7 @@ Imports torch and demucs, never Django, so the worker, the tests and `bench/` sh
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,17 @@ class SeparationOptions:
     device: str = "cpu"
 
 
-_models: dict[tuple[str, str], torch.nn.Module] = {}
+_models: OrderedDict[tuple[str, str], torch.nn.Module] = OrderedDict()
 
 
-def load_model(name: str, repo: str = "") -> torch.nn.Module:
-    """The model through demucs' own loader, cached per process so later jobs skip the load."""
+def load_model(name: str, repo: str = "", cache_size: int = 2) -> torch.nn.Module:
+    """The model through demucs' own loader, cached per process so later jobs skip the load.
+
+    The cache keeps the `cache_size` most recently used models; older ones are dropped.
+    """
     key = (name, repo)
     if key in _models:
+        _models.move_to_end(key)
         return _models[key]
     started = time.monotonic()
     if repo and not Path(repo).is_dir():
@@ -59,6 +64,8 @@ def load_model(name: str, repo: str = "") -> torch.nn.Module:
         ) from error
     model.eval()
     _models[key] = model
+    while len(_models) > max(1, cache_size):
+        _models.popitem(last=False)
     logger.info("Loaded model %s in %.1f s", name, time.monotonic() - started)
     return model
 
@@ -96,9 +103,36 @@ def separate(
     return dict(zip(model.sources, out[0].cpu(), strict=False))
 
 
-def encode(wav: torch.Tensor, path: Path, sample_rate: int, mp3_bitrate: int = 320) -> None:
-    """Write one stem with demucs' own encoders; the suffix of `path` picks the format."""
-    save_audio(wav, str(path), samplerate=sample_rate, bitrate=mp3_bitrate, clip="rescale")
+def two_stems(stems: dict[str, torch.Tensor], stem: str) -> dict[str, torch.Tensor]:
+    """One stem and the sum of all others (`no_<stem>`), as `demucs --two-stems` writes them."""
+    rest = torch.zeros_like(stems[stem])
+    for name, samples in stems.items():
+        if name != stem:
+            rest += samples
+    return {stem: stems[stem], f"no_{stem}": rest}
+
+
+def encode(
+    wav: torch.Tensor,
+    path: Path,
+    sample_rate: int,
+    bits: int = 16,
+    as_float: bool = False,
+    mp3_bitrate: int = 320,
+) -> None:
+    """Write one stem with demucs' own encoders; the suffix of `path` picks the container."""
+    save_audio(
+        wav, str(path), samplerate=sample_rate, bitrate=mp3_bitrate, clip="rescale",
+        bits_per_sample=16 if as_float else bits, as_float=as_float,
+    )  # fmt: skip
+
+
+def resolve_device(name: str) -> str:
+    """`auto` means CUDA when present. Call it only in the process that separates: asking
+    CUDA anything in a worker's parent would break the processes it forks."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 class _ProgressTracker:

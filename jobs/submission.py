@@ -1,21 +1,45 @@
-"""Turning a validated upload into a queued job, with nothing left behind if that fails."""
+"""Turning validated uploads into queued jobs, with nothing left behind if that fails."""
 
-from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
+from dataclasses import dataclass
+
 from django.db import transaction
 
-from jobs.audio import AudioInfo
+from jobs.forms import AcceptedFile
 from jobs.models import Job
+from jobs.options import JobOptions
 from jobs.tasks import enqueue_separation
 
 
-def submit_job(owner, upload: UploadedFile, info: AudioInfo) -> Job:
-    """Store the upload, create the row, and enqueue only once the row is committed."""
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    reused: bool  # the same audio with the same options was already separated (or is on its way)
+
+
+def submit_job(owner, accepted: AcceptedFile, options: JobOptions) -> Submission:
+    """Reuse an identical job of this owner, or store the upload and queue a new one on commit."""
+    settings_json = {key: value for key, value in options.as_dict().items() if key != "model"}
+    existing = (
+        Job.objects.filter(
+            owner=owner,
+            content_hash=accepted.content_hash,
+            model_name=options.model,
+            options=settings_json,
+            status__in=(Job.Status.QUEUED, Job.Status.RUNNING, Job.Status.SUCCEEDED),
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    if existing is not None:
+        return Submission(existing, reused=True)
+    upload = accepted.upload
     job = Job(
         owner=owner,
         original_name=upload.name[:255],
-        model_name=settings.STEMSITE_MODEL,
-        duration_seconds=info.duration,
+        content_hash=accepted.content_hash,
+        model_name=options.model,
+        options=settings_json,
+        duration_seconds=accepted.info.duration,
     )
     try:
         with transaction.atomic():
@@ -26,4 +50,4 @@ def submit_job(owner, upload: UploadedFile, info: AudioInfo) -> Job:
         if job.input_file.name:
             job.input_file.delete(save=False)
         raise
-    return job
+    return Submission(job, reused=False)

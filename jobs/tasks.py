@@ -12,15 +12,16 @@ import torch
 from django.conf import settings
 from django.core.files import File
 from redis.exceptions import RedisError
+from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
 from jobs import audio, separation
-from jobs.events import publish_job_state
+from jobs.events import publish_job_state, publish_queue
 from jobs.models import Job, Stem
+from jobs.options import JobOptions
 
 logger = logging.getLogger(__name__)
 
-STEM_FORMAT = "mp3"
 MSG_QUEUE_DOWN = (
     "Processing is unavailable right now: the job queue cannot be reached. "
     "Please upload the file again in a few minutes."
@@ -33,39 +34,45 @@ MSG_WORKER_LOST = (
 MSG_INTERNAL = "Separation failed because of an error on the server. The site's staff can see the details."
 
 
-def job_timeout(duration_seconds: float) -> int:
-    """RQ's 180 s default kills ordinary separations: allow time in proportion to the audio."""
-    per_second = settings.STEMSITE_TIMEOUT_PER_AUDIO_SECOND
+def job_timeout(duration_seconds: float, options: JobOptions) -> int:
+    """RQ's 180 s default kills ordinary separations: allow time for the audio and the model's cost."""
+    per_second = settings.STEMSITE_TIMEOUT_PER_AUDIO_SECOND * options.cost
     return int(settings.STEMSITE_TIMEOUT_BASE_SECONDS + per_second * (duration_seconds or 0))
 
 
 def enqueue_separation(job: Job) -> None:
-    """Queue the job for a worker; if Redis is unreachable the job fails with a clear message."""
+    """Queue the job's current attempt; if Redis is unreachable the job fails with a clear message."""
     try:
         queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
         queue.enqueue(
             separate_job,
             str(job.pk),
-            job_id=f"separate-{job.pk}",
-            job_timeout=job_timeout(job.duration_seconds),
+            job.attempt,
+            job_id=job.rq_job_id,
+            job_timeout=job_timeout(job.duration_seconds, job.job_options),
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
-            description=f"separate {job.pk}",
+            description=f"separate {job.pk} (attempt {job.attempt})",
+            meta={"model": job.model_name},
+            on_stopped=Callback(job_stopped),
         )
     except (RedisError, OSError):
         logger.exception("Could not enqueue job %s", job.pk)
-        job.mark_failed(MSG_QUEUE_DOWN)
+        if job.mark_failed(MSG_QUEUE_DOWN):
+            publish_job_state(job)
+        return
+    publish_queue()
 
 
-def separate_job(job_id: str) -> None:
-    """Run one separation. Every way out leaves the job succeeded or failed, never running."""
-    job = Job.objects.select_related("owner").filter(pk=job_id).first()
-    if job is None or job.status != Job.Status.QUEUED:
-        logger.info("Skipping job %s: it is gone or no longer queued", job_id)
+def separate_job(job_id: str, attempt: int = 1) -> None:
+    """Run one attempt of a separation. Every way out leaves the job finished, never running."""
+    job = Job.objects.select_related("owner").filter(pk=job_id, attempt=attempt).first()
+    if job is None or not job.mark_running():
+        logger.info("Skipping job %s attempt %s: it is gone, superseded or no longer queued", job_id, attempt)
         return
     _configure_torch_threads()
-    job.mark_running()
     publish_job_state(job)
+    publish_queue()
     try:
         _separate_and_store(job, _ProgressReporter(job))
     except audio.AudioError as error:
@@ -74,7 +81,7 @@ def separate_job(job_id: str) -> None:
         logger.error("Job %s: %s", job.pk, error)
         _fail(job, str(error))
     except JobTimeoutException:
-        minutes = max(1, job_timeout(job.duration_seconds) // 60)
+        minutes = max(1, job_timeout(job.duration_seconds, job.job_options) // 60)
         _fail(job, f"Separation took longer than the allowed {minutes} minutes and was stopped.")
     except (MemoryError, torch.OutOfMemoryError):
         _fail(job, MSG_OUT_OF_MEMORY)
@@ -89,11 +96,16 @@ def separate_job(job_id: str) -> None:
         _fail(job, MSG_INTERNAL)
         raise
     else:
-        job.mark_succeeded()
-        publish_job_state(job)
+        if job.mark_succeeded():
+            publish_job_state(job)
+        else:
+            job.delete_stems()  # canceled while the last stem was written
+    finally:
+        publish_queue()
 
 
 def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
+    options = job.job_options
     job.delete_stems()
     with tempfile.TemporaryDirectory(prefix="stemsite-") as workdir:
         suffix = PurePosixPath(job.input_file.name).suffix
@@ -106,32 +118,57 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
             timeout=max(60, settings.STEMSITE_MAX_DURATION_SECONDS),
         )
         report(0.03)
-        model = separation.load_model(job.model_name, settings.STEMSITE_MODEL_REPO)
+        model = separation.load_model(
+            job.model_name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE
+        )
         report(0.05)
-        options = separation.SeparationOptions(device=settings.STEMSITE_DEVICE)
-        stems = separation.separate(model, wav, sample_rate, options, lambda f: report(0.05 + 0.85 * f))
+        quality = options.quality_choice
+        engine_options = separation.SeparationOptions(
+            shifts=quality.shifts,
+            overlap=quality.overlap,
+            device=separation.resolve_device(settings.STEMSITE_DEVICE),
+        )
+        stems = separation.separate(
+            model, wav, sample_rate, engine_options, lambda f: report(0.05 + 0.85 * f)
+        )
         del wav
-        for index, (name, samples) in enumerate(stems.items(), start=1):
-            path = Path(workdir) / f"{name}.{STEM_FORMAT}"
-            separation.encode(samples, path, model.samplerate, settings.STEMSITE_MP3_BITRATE)
-            stem = Stem(job=job, name=name, size=path.stat().st_size)
+        if options.two_stems:
+            stems = separation.two_stems(stems, options.two_stems)
+        fmt = options.format_choice
+        for position, (name, samples) in enumerate(stems.items()):
+            path = Path(workdir) / f"{name}.{fmt.extension}"
+            separation.encode(samples, path, model.samplerate, fmt.bits, fmt.as_float, options.mp3_bitrate)
+            stem = Stem(job=job, name=name, position=position, size=path.stat().st_size)
             with path.open("rb") as handle:
                 stem.file.save(path.name, File(handle), save=True)
-            report(0.9 + 0.1 * index / len(stems))
+            report(0.9 + 0.1 * (position + 1) / len(stems))
 
 
 def _fail(job: Job, message: str) -> None:
     job.delete_stems()
-    job.mark_failed(message)
-    publish_job_state(job)
+    if job.mark_failed(message):
+        publish_job_state(job)
 
 
-def fail_lost_job(job_id: str) -> None:
+def fail_lost_job(job_id: str, attempt: int) -> None:
     """Mark a job whose worker process died mid-run as failed, unless it already finished."""
-    job = Job.objects.select_related("owner").filter(pk=job_id, status=Job.Status.RUNNING).first()
-    if job is not None:
+    job = Job.objects.select_related("owner").filter(pk=job_id, attempt=attempt).first()
+    if job is not None and job.status == Job.Status.RUNNING:
         logger.warning("Job %s lost its worker process", job_id)
         _fail(job, MSG_WORKER_LOST)
+        publish_queue()
+
+
+def job_stopped(rq_job, connection, *args, **kwargs) -> None:
+    """RQ's stop-job killed the run (a cancel): make sure it reads canceled and leaves no stems."""
+    job_id, attempt = rq_job.args
+    job = Job.objects.select_related("owner").filter(pk=job_id, attempt=attempt).first()
+    if job is None:
+        return
+    job.delete_stems()
+    if job.mark_canceled():
+        publish_job_state(job)
+    publish_queue()
 
 
 def _configure_torch_threads() -> None:
@@ -153,19 +190,20 @@ class _ProgressReporter:
         if percent <= self.last_percent or now - self.last_time < settings.STEMSITE_PROGRESS_INTERVAL:
             return
         self.last_time, self.last_percent = now, percent
-        self.job.set_progress(percent)
-        publish_job_state(self.job)
+        if self.job.set_progress(percent):
+            publish_job_state(self.job)
 
 
-def preload_default_model() -> None:
-    """Load the site's model in the worker's parent, so every forked job starts warm.
+def preload_model(name: str) -> None:
+    """Load a model in the worker's parent, so the job forked next (and every later one) starts warm.
 
-    Runs single-threaded: no torch thread pool may exist in a parent that forks.
+    Runs single-threaded and on the CPU: no torch thread pool and no CUDA may exist in a parent
+    that forks.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        separation.load_model(settings.STEMSITE_MODEL, settings.STEMSITE_MODEL_REPO)
+        separation.load_model(name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE)
     except separation.ModelUnavailable as error:
         logger.warning("Model not preloaded: %s", error)
     finally:

@@ -11,42 +11,86 @@ from pathlib import Path
 
 import torch
 import yaml
+from demucs.hdemucs import HDemucs
 from demucs.htdemucs import HTDemucs
 from demucs.states import get_state
 
-FOUR_STEMS = ["drums", "bass", "other", "vocals"]
-SIX_STEMS = ["drums", "bass", "other", "vocals", "guitar", "piano"]
+from jobs.options import FOUR_STEMS, SIX_STEMS
 
 # Small enough to separate a 5 s clip in well under a second on a laptop CPU.
-TINY = {"channels": 4, "dconv_comp": 2, "dconv_depth": 1, "bottom_channels": 0, "t_layers": 1, "t_heads": 2}
-# The architecture of the pretrained htdemucs (about 42 M parameters), for benchmarks.
+TINY = {
+    "htdemucs": {
+        "channels": 4,
+        "dconv_comp": 2,
+        "dconv_depth": 1,
+        "bottom_channels": 0,
+        "t_layers": 1,
+        "t_heads": 2,
+    },
+    "hdemucs": {"channels": 4},
+}
+# The architectures of the pretrained models, for benchmarks.
 FULL = {
-    "dconv_mode": 3,
-    "bottom_channels": 512,
-    "t_dropout": 0.02,
-    "t_sparse_attn_window": 400,
-    "multi_freqs": [],
-    "segment": Fraction(39, 5),
+    "htdemucs": {
+        "dconv_mode": 3,
+        "bottom_channels": 512,
+        "t_dropout": 0.02,
+        "t_sparse_attn_window": 400,
+        "multi_freqs": [],
+        "segment": Fraction(39, 5),
+    },
 }
 SIZES = {"tiny": TINY, "full": FULL}
+ARCHITECTURES = {"htdemucs": HTDemucs, "hdemucs": HDemucs}
+
+# How each named pretrained model is built: architecture, stems, models in its bag.
+NAMED = {
+    "htdemucs": ("htdemucs", FOUR_STEMS, 1),
+    "htdemucs_ft": ("htdemucs", FOUR_STEMS, 4),
+    "htdemucs_6s": ("htdemucs", SIX_STEMS, 1),
+    "hdemucs_mmi": ("hdemucs", FOUR_STEMS, 1),
+    "mdx_extra": ("hdemucs", FOUR_STEMS, 4),
+}
 
 
 def write_model(
-    folder: Path, name: str, size: str = "tiny", sources: list[str] | None = None, seed: int = 0
+    folder: Path,
+    name: str,
+    size: str = "tiny",
+    sources: list[str] | None = None,
+    seed: int = 0,
+    arch: str | None = None,
+    bag: int | None = None,
 ) -> Path:
-    """Write `<name>.yaml` (a bag of one) and its `<sig>-<sha>.th`; return the .th path."""
+    """Write `<name>.yaml` (a bag) and one `<sig>-<sha>.th` per model in it; return the first .th.
+
+    A known name (htdemucs_ft, mdx_extra, ...) gets the architecture, stems and bag size of the
+    pretrained model of that name unless they are given.
+    """
+    named_arch, named_sources, named_bag = NAMED.get(name, ("htdemucs", FOUR_STEMS, 1))
+    arch, sources, bag = arch or named_arch, list(sources or named_sources), bag or named_bag
+    if arch not in SIZES[size]:
+        raise ValueError(f"There is no {size} {arch} architecture here; use size 'tiny'.")
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = HTDemucs(sources=sources or FOUR_STEMS, **SIZES[size])
-    args, kwargs = model._init_args_kwargs
-    package = {"klass": HTDemucs, "args": args, "kwargs": kwargs, "state": get_state(model, None)}
-    buffer = io.BytesIO()
-    torch.save(package, buffer)
-    content = buffer.getvalue()
-    signature = f"{name.replace('-', '_')}_{size}"
-    for old in folder.glob(f"{signature}-*.th"):
-        old.unlink()
-    weights = folder / f"{signature}-{hashlib.sha256(content).hexdigest()[:8]}.th"
-    weights.write_bytes(content)
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump({"models": [signature]}))
-    return weights
+    signatures, paths = [], []
+    for index in range(bag):
+        torch.manual_seed(seed + index)
+        model = ARCHITECTURES[arch](sources=sources, **SIZES[size][arch])
+        args, kwargs = model._init_args_kwargs
+        package = {"klass": type(model), "args": args, "kwargs": kwargs, "state": get_state(model, None)}
+        buffer = io.BytesIO()
+        torch.save(package, buffer)
+        content = buffer.getvalue()
+        signature = f"{name.replace('-', '_')}_{size}_{index}"
+        for old in folder.glob(f"{signature}-*.th"):
+            old.unlink()
+        path = folder / f"{signature}-{hashlib.sha256(content).hexdigest()[:8]}.th"
+        path.write_bytes(content)
+        signatures.append(signature)
+        paths.append(path)
+    description = {"models": signatures}
+    if bag == len(sources):
+        # Like htdemucs_ft: each model of the bag is trusted for one stem only.
+        description["weights"] = [[1.0 if i == j else 0.0 for j in range(len(sources))] for i in range(bag)]
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(description))
+    return paths[0]

@@ -9,8 +9,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from jobs.control import cancel_job, retry_job
 from jobs.downloads import file_response
 from jobs.forms import SignupForm, UploadForm
+from jobs.fragments import status_context
 from jobs.models import Job
 from jobs.submission import submit_job
 
@@ -41,17 +43,31 @@ def job_create(request: HttpRequest) -> HttpResponse:
             return render(request, "jobs/job_list.html#upload-form", {"form": form})
         jobs = Job.objects.filter(owner=request.user)
         return render(request, "jobs/job_list.html", {"jobs": jobs, "form": form}, status=400)
-    job = submit_job(request.user, form.cleaned_data["file"], form.audio_info)
-    if request.htmx:
-        return HttpResponseClientRedirect(job.get_absolute_url())
-    return redirect(job)
+    submissions = [submit_job(request.user, accepted, form.job_options) for accepted in form.accepted]
+    for submission in submissions:
+        if submission.reused:
+            messages.info(
+                request,
+                f"“{submission.job.original_name}” was already separated with these settings: "
+                "here is that job instead of a new one.",
+            )
+    for rejected in form.rejected:
+        messages.error(request, f"Not uploaded: {rejected}")
+    if len(submissions) == 1 and not form.rejected:
+        target = submissions[0].job.get_absolute_url()
+    else:
+        queued = sum(not s.reused for s in submissions)
+        if queued:
+            messages.success(request, f"Queued {queued} track{'s' if queued != 1 else ''}.")
+        target = reverse("job_list")
+    return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
 
 
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
-    return render(request, "jobs/job_detail.html", {"job": job})
+    return render(request, "jobs/job_detail.html", status_context(job))
 
 
 @login_required
@@ -76,6 +92,30 @@ def stem_file(request: HttpRequest, job_id, stem_name: str) -> HttpResponse:
 
 @login_required
 @require_POST
+def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    if cancel_job(job):
+        messages.success(request, f"Canceled “{job.original_name}”.")
+    else:
+        messages.error(request, "This job has already finished; there is nothing to cancel.")
+    return _back_to(request, job.get_absolute_url())
+
+
+@login_required
+@require_POST
+def job_retry(request: HttpRequest, job_id) -> HttpResponse:
+    job = _get_job_for_user(request, job_id)
+    if not retry_job(job):
+        messages.error(request, "Only a failed or canceled job can be retried.")
+    return _back_to(request, job.get_absolute_url())
+
+
+def _back_to(request: HttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_POST
 def job_delete(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
     if not job.is_finished:
@@ -87,7 +127,7 @@ def job_delete(request: HttpRequest, job_id) -> HttpResponse:
         job.delete_with_files()
         messages.success(request, f"Deleted “{job.original_name}” and its stems.")
         target = reverse("job_list")
-    return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
+    return _back_to(request, target)
 
 
 @require_http_methods(["GET", "POST"])

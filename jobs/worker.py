@@ -1,17 +1,30 @@
-"""The RQ worker class stemsite runs: RQ's forking worker, with the model loaded before forks."""
+"""The RQ worker class stemsite runs: RQ's forking worker, with models loaded before forks."""
 
 from rq import Worker
 
-from jobs.tasks import fail_lost_job, preload_default_model
+from jobs.tasks import fail_lost_job, preload_model
 
 
 class SeparationWorker(Worker):
+    """Each job runs in a forked work horse (isolated, killable); the parent keeps the models.
+
+    The parent loads a job's model just before forking it, so the horse inherits it warm and the
+    parent's bounded cache serves every later job of that model.
+    """
+
     def work(self, *args, **kwargs):
-        preload_default_model()
+        from django.conf import settings
+
+        preload_model(settings.STEMSITE_MODEL)
         return super().work(*args, **kwargs)
+
+    def execute_job(self, job, queue):
+        if job.meta.get("model"):
+            preload_model(job.meta["model"])
+        return super().execute_job(job, queue)
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         """A horse killed outright (OOM killer, SIGKILL) never reaches the task's own handlers."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        if job.func_name == "jobs.tasks.separate_job" and job.args:
-            fail_lost_job(job.args[0])
+        if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
+            fail_lost_job(*job.args)

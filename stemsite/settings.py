@@ -127,9 +127,13 @@ RQ_QUEUES = {
 # Separation
 STEMSITE_MODEL = env_str("STEMSITE_MODEL", "htdemucs")
 STEMSITE_MODEL_REPO = env_str("STEMSITE_MODEL_REPO")
-STEMSITE_DEVICE = env_str("STEMSITE_DEVICE", "cpu")
+STEMSITE_DEVICE = env_str("STEMSITE_DEVICE", "auto")
+STEMSITE_MODEL_CACHE_SIZE = env_int("STEMSITE_MODEL_CACHE_SIZE", 2, minimum=1)
+STEMSITE_MAX_FILES_PER_UPLOAD = env_int("STEMSITE_MAX_FILES_PER_UPLOAD", 20, minimum=1)
+# Seconds of separation per second of audio for htdemucs at normal quality, used for ETAs
+# until the site has measured its own recent jobs.
+STEMSITE_EXPECTED_SECONDS_PER_AUDIO_SECOND = env_float("STEMSITE_EXPECTED_SECONDS_PER_AUDIO_SECOND", 0.7)
 STEMSITE_TORCH_THREADS = env_int("STEMSITE_TORCH_THREADS", 0, minimum=0)
-STEMSITE_MP3_BITRATE = env_int("STEMSITE_MP3_BITRATE", 320, minimum=32)
 STEMSITE_MAX_UPLOAD_MB = env_int("STEMSITE_MAX_UPLOAD_MB", 200, minimum=1)
 STEMSITE_MAX_DURATION_SECONDS = env_int("STEMSITE_MAX_DURATION_SECONDS", 20 * 60, minimum=1)
 # A job may run this many seconds per second of audio (plus a fixed allowance) before RQ

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from jobs.testmodel import write_model
+from jobs.testmodel import NAMED, write_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_URL = os.environ.get("STEMSITE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -32,7 +32,8 @@ def test_root(tmp_path_factory) -> Path:
 def model_repo(test_root) -> Path:
     """A random-weight htdemucs, loaded through demucs' real loader from a local folder."""
     folder = test_root / "models"
-    write_model(folder, "htdemucs", size="tiny")
+    for name in NAMED:
+        write_model(folder, name, size="tiny")
     return folder
 
 
@@ -204,6 +205,25 @@ def run_worker(process_env):
     return run
 
 
+@pytest.fixture
+def start_worker(process_env):
+    """Start a long-running `manage.py rqworker`; it is stopped when the test ends."""
+    workers = []
+
+    def start() -> subprocess.Popen:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE],
+            cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -259,15 +279,19 @@ def make_job(make_audio):
 
     from jobs.models import Job, Stem
 
-    def make(owner, status="succeeded", name="Song.wav", stems=("bass", "drums", "other", "vocals")) -> Job:
+    def make(
+        owner, status="succeeded", name="Song.wav", stems=("drums", "bass", "other", "vocals"), **fields
+    ) -> Job:
         source = make_audio("source.mp3", seconds=1)
         job = Job(owner=owner, original_name=name, model_name="htdemucs", status=status, duration_seconds=1.0)
+        for field, value in fields.items():
+            setattr(job, field, value)
         with source.open("rb") as handle:
             job.input_file.save(name, File(handle), save=False)
         job.save()
         if status == "succeeded":
-            for stem_name in stems:
-                stem = Stem(job=job, name=stem_name, size=source.stat().st_size)
+            for position, stem_name in enumerate(stems):
+                stem = Stem(job=job, name=stem_name, position=position, size=source.stat().st_size)
                 with source.open("rb") as handle:
                     stem.file.save(f"{stem_name}.mp3", File(handle), save=True)
         return job

@@ -66,7 +66,7 @@ def test_upload_and_watch_the_job_succeed_without_reloading(live_site, owner, pa
 
     stems = page.locator(".stem")
     expect(stems).to_have_count(4)
-    expect(page.locator(".stem-name")).to_have_text(["bass", "drums", "other", "vocals"])
+    expect(page.locator(".stem-name")).to_have_text(["drums", "bass", "other", "vocals"])
     duration = page.locator("audio").first.evaluate(
         "audio => new Promise(done => audio.readyState >= 1 ? done(audio.duration)"
         " : audio.addEventListener('loadedmetadata', () => done(audio.duration)))"

@@ -29,7 +29,7 @@ def communicator(path: str, client=None) -> WebsocketCommunicator:
 
 def upload(client, make_audio, seconds=12):
     with make_audio("song.wav", seconds=seconds).open("rb") as handle:
-        client.post(reverse("job_create"), {"file": handle})
+        client.post(reverse("job_create"), {"files": handle})
     return Job.objects.get()
 
 

@@ -30,8 +30,7 @@ def test_unfinished_job_page_opens_its_socket(owner_client, owner, make_job):
 
 
 def test_failed_job_shows_its_message(owner_client, owner, make_job):
-    job = make_job(owner, status="failed")
-    job.mark_failed("This file looks cut off.")
+    job = make_job(owner, status="failed", error_message="This file looks cut off.")
     page = owner_client.get(job.get_absolute_url()).content.decode()
     assert "This file looks cut off." in page
 

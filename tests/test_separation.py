@@ -20,14 +20,14 @@ def test_model_loads_through_demucs_local_repo_and_is_cached(model_repo):
 def test_six_stem_model(tmp_path):
     write_model(tmp_path, "htdemucs_6s", sources=SIX_STEMS)
     model = separation.load_model("htdemucs_6s", str(tmp_path))
-    assert separation.model_sources(model) == SIX_STEMS
+    assert separation.model_sources(model) == list(SIX_STEMS)
 
 
 def test_missing_folder_or_name_is_model_unavailable(model_repo, tmp_path):
     with pytest.raises(separation.ModelUnavailable, match="does not exist"):
         separation.load_model("htdemucs", str(tmp_path / "nowhere"))
     with pytest.raises(separation.ModelUnavailable, match="STEMSITE_MODEL_REPO"):
-        separation.load_model("mdx_extra", str(model_repo))
+        separation.load_model("mdx_extra_q", str(model_repo))
 
 
 def test_separation_is_deterministic_without_shifts_and_reports_progress(model_repo):
@@ -64,3 +64,18 @@ def test_encoded_stem_is_readable_audio(model_repo, tmp_path, suffix):
     info = soundfile.info(path)
     assert (info.samplerate, info.channels) == (44100, 2)
     assert info.duration == pytest.approx(2, abs=0.06)
+
+
+def test_model_cache_is_bounded(model_repo):
+    first = separation.load_model("hdemucs_mmi", str(model_repo), cache_size=1)
+    separation.load_model("htdemucs_6s", str(model_repo), cache_size=1)
+    assert separation.load_model("hdemucs_mmi", str(model_repo), cache_size=1) is not first
+
+
+def test_two_stems_sums_the_rest(model_repo):
+    model = separation.load_model("htdemucs", str(model_repo))
+    stems = separation.separate(model, tone(1).T.copy(), 44100, separation.SeparationOptions(shifts=0))
+    pair = separation.two_stems(stems, "drums")
+    assert list(pair) == ["drums", "no_drums"]
+    expected = stems["bass"] + stems["other"] + stems["vocals"]
+    assert np.allclose(pair["no_drums"].numpy(), expected.numpy(), atol=1e-6)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def post_file(client, path, htmx=False):
     headers = {"HX-Request": "true"} if htmx else {}
     with path.open("rb") as handle:
-        return client.post(reverse("job_create"), {"file": handle}, headers=headers)
+        return client.post(reverse("job_create"), {"files": handle}, headers=headers)
 
 
 def queued_rq_jobs():
@@ -50,7 +50,8 @@ def test_upload_creates_a_queued_job_and_enqueues_it_after_commit(
     assert job.input_file.name == f"jobs/{job.pk}/input/my-song.mp3"
     assert media_files(media_root) == [media_root / job.input_file.name]
     [rq_job] = queued_rq_jobs()
-    assert rq_job.args == (str(job.pk),)
+    assert rq_job.args == (str(job.pk), 1)
+    assert job.options == {"quality": "normal", "output_format": "mp3", "mp3_bitrate": 320, "two_stems": ""}
     assert rq_job.timeout > 180, "RQ's default timeout would kill an ordinary separation"
 
 

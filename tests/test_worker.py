@@ -2,26 +2,23 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import soundfile
-from django.conf import settings
 from django.urls import reverse
 
 from jobs import audio
 from jobs.models import Job
-from tests.conftest import ROOT, media_files
+from tests.conftest import media_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def upload(client, path):
     with path.open("rb") as handle:
-        response = client.post(reverse("job_create"), {"file": handle})
+        response = client.post(reverse("job_create"), {"files": handle})
     assert response.status_code == 302, response.content.decode()[:500]
     return Job.objects.latest("created_at")
 
@@ -111,21 +108,14 @@ def test_mono_8khz_input_gives_stereo_44k_stems(owner_client, make_audio, run_wo
 
 
 def test_killed_work_horse_leaves_the_job_failed_not_running(
-    owner_client, make_audio, process_env, media_root
+    owner_client, make_audio, start_worker, media_root
 ):
     job = upload(owner_client, make_audio("long.flac", seconds=120))
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE],
-        cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
-        horse = wait_until(lambda: child_pids(worker.pid))
-        os.kill(horse[0], signal.SIGKILL)
-        wait_until(lambda: Job.objects.get(pk=job.pk).status == "failed")
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    worker = start_worker()
+    wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
+    horse = wait_until(lambda: child_pids(worker.pid))
+    os.kill(horse[0], signal.SIGKILL)
+    wait_until(lambda: Job.objects.get(pk=job.pk).status == "failed")
 
     job.refresh_from_db()
     assert "worker stopped unexpectedly" in job.error_message
@@ -146,3 +136,18 @@ def wait_until(condition, timeout: float = 120):
             return result
         time.sleep(0.1)
     raise TimeoutError("condition not met in time")
+
+
+def test_worker_keeps_each_model_warm_across_forked_jobs(owner_client, make_audio, run_worker):
+    source = make_audio("song.wav", seconds=1)
+    for quality in ("fast", "normal", "best"):
+        with source.open("rb") as handle:
+            owner_client.post(
+                reverse("job_create"), {"files": handle, "model": "htdemucs_6s", "quality": quality}
+            )
+
+    result = run_worker()
+
+    assert result.returncode == 0, result.stderr
+    assert list(Job.objects.values_list("status", flat=True)) == ["succeeded"] * 3
+    assert result.stderr.count("Loaded model htdemucs_6s ") == 1, result.stderr

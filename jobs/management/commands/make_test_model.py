@@ -2,28 +2,32 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.testmodel import FOUR_STEMS, SIX_STEMS, SIZES, write_model
+from jobs.testmodel import NAMED, SIZES, write_model
 
 
 class Command(BaseCommand):
-    requires_system_checks = []
     help = (
-        "Write a random-weight Demucs model into a folder that STEMSITE_MODEL_REPO can point at. "
-        "It runs every real step of a separation offline; its stems are meaningless."
+        "Write random-weight Demucs models into a folder that STEMSITE_MODEL_REPO can point at. "
+        "They run every real step of a separation offline; their stems are meaningless."
     )
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("folder", type=Path)
-        parser.add_argument("--name", default="htdemucs", help="model name jobs will ask for")
+        parser.add_argument(
+            "--name",
+            action="append",
+            help=f"model name to write (repeatable; default: all of {', '.join(NAMED)})",
+        )
         parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-        parser.add_argument("--six-stems", action="store_true", help="add guitar and piano")
         parser.add_argument("--seed", type=int, default=0)
 
-    def handle(self, *args, folder: Path, name: str, size: str, six_stems: bool, seed: int, **options):
-        if "/" in name or name.startswith("."):
-            raise CommandError("--name must be a plain model name such as htdemucs.")
-        sources = SIX_STEMS if six_stems else FOUR_STEMS
-        weights = write_model(folder, name, size=size, sources=sources, seed=seed)
-        self.stdout.write(f"Wrote {size} random-weight model {name!r} to {weights.parent}")
-        if options["verbosity"] > 1:
-            self.stdout.write(f"  weights: {weights.name} ({weights.stat().st_size} bytes)")
+    def handle(self, *args, folder: Path, name: list[str] | None, size: str, seed: int, **options):
+        names = name or [n for n, (arch, _, _) in NAMED.items() if arch in SIZES[size]]
+        for model_name in names:
+            if "/" in model_name or model_name.startswith("."):
+                raise CommandError("--name must be a plain model name such as htdemucs.")
+            weights = write_model(folder, model_name, size=size, seed=seed)
+            self.stdout.write(f"Wrote {size} random-weight model {model_name!r} to {weights.parent}")
+            if options["verbosity"] > 1:
+                self.stdout.write(f"  first weights file: {weights.name} ({weights.stat().st_size} bytes)")

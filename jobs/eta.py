@@ -1,0 +1,94 @@
+"""Queue positions and time estimates, from the database and the speed of recent jobs."""
+
+import heapq
+import logging
+import statistics
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq import Worker
+
+from jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+RECENT_JOBS = 20
+MAX_QUEUE = 200
+
+
+@dataclass(frozen=True)
+class Estimate:
+    position: int | None  # 1 = next to start; None when running
+    seconds_left: float | None  # until the job should be finished
+
+
+def expected_seconds(job: Job, speeds: dict[str, float]) -> float:
+    """How long this job should take, from the measured speed of recent jobs of its model."""
+    speed = speeds.get(job.model_name)
+    options = job.job_options
+    if speed is None:
+        speed = settings.STEMSITE_EXPECTED_SECONDS_PER_AUDIO_SECOND * options.model_choice.cost
+    return speed * options.quality_choice.cost * (job.duration_seconds or 0)
+
+
+def recent_speeds() -> dict[str, float]:
+    """Median seconds of work per second of audio (at normal quality) per model, recent jobs only."""
+    rows = (
+        Job.objects.filter(status=Job.Status.SUCCEEDED, duration_seconds__gt=0, started_at__isnull=False)
+        .order_by("-finished_at")
+        .values_list("model_name", "options", "started_at", "finished_at", "duration_seconds")[
+            : RECENT_JOBS * 5
+        ]
+    )
+    samples: dict[str, list[float]] = {}
+    for model, options, started, finished, duration in rows:
+        cost = Job(model_name=model, options=options).job_options.quality_choice.cost
+        per_model = samples.setdefault(model, [])
+        if len(per_model) < RECENT_JOBS:
+            per_model.append((finished - started).total_seconds() / duration / cost)
+    return {model: statistics.median(values) for model, values in samples.items()}
+
+
+def worker_count() -> int:
+    import django_rq
+
+    try:
+        queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
+        return max(1, Worker.count(queue=queue))
+    except (RedisError, OSError):
+        return 1
+
+
+def estimates() -> dict:
+    """An Estimate for every running and queued job, simulating the workers taking jobs in order."""
+    speeds = recent_speeds()
+    now = timezone.now()
+    running = list(Job.objects.filter(status=Job.Status.RUNNING).only(*_FIELDS))
+    queued = list(
+        Job.objects.filter(status=Job.Status.QUEUED).order_by("queued_at").only(*_FIELDS)[:MAX_QUEUE]
+    )
+    result = {}
+    lanes = []
+    for job in running:
+        total = expected_seconds(job, speeds)
+        elapsed = (now - job.started_at).total_seconds() if job.started_at else 0
+        if job.progress >= 10:
+            total = elapsed * 100 / job.progress
+        left = max(1.0, total - elapsed)
+        result[job.pk] = Estimate(None, left)
+        lanes.append(left)
+    workers = worker_count()
+    lanes = sorted(lanes)[:workers]
+    lanes += [0.0] * (workers - len(lanes))
+    heapq.heapify(lanes)
+    for position, job in enumerate(queued, start=1):
+        start = heapq.heappop(lanes)
+        end = start + expected_seconds(job, speeds)
+        heapq.heappush(lanes, end)
+        result[job.pk] = Estimate(position, end)
+    return result
+
+
+_FIELDS = ("id", "model_name", "options", "duration_seconds", "started_at", "progress", "queued_at", "status")
