@@ -110,10 +110,12 @@ FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# channels-redis waits on Redis in blocking reads of up to 5 s; redis-py's default socket
+# timeout is also 5 s, which kills idle websockets. The socket timeout must outlast the block.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "stemsite"},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "stemsite"},
     },
 }
 

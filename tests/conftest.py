@@ -50,7 +50,15 @@ def _isolated_services(test_root, model_repo, media_root):
     overrides = override_settings(
         REDIS_URL=TEST_REDIS_URL,
         RQ_QUEUES={queue: {**settings.RQ_QUEUES[queue], "URL": TEST_REDIS_URL}},
-        CHANNEL_LAYERS={"default": {**layer, "CONFIG": {**layer["CONFIG"], "hosts": [TEST_REDIS_URL]}}},
+        CHANNEL_LAYERS={
+            "default": {
+                **layer,
+                "CONFIG": {
+                    **layer["CONFIG"],
+                    "hosts": [{**layer["CONFIG"]["hosts"][0], "address": TEST_REDIS_URL}],
+                },
+            }
+        },
         MEDIA_ROOT=str(media_root),
         STEMSITE_MODEL_REPO=str(model_repo),
         STEMSITE_MODEL="htdemucs",

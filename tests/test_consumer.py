@@ -134,3 +134,25 @@ def test_job_list_socket_sends_own_rows_and_updates(owner_client, outsider_clien
     assert str(job.pk) not in other_first
     assert f'id="job-{job.pk}-row"' in pushed
     assert nothing_for_outsider
+
+
+def test_idle_socket_stays_open_and_still_receives_pushes(owner_client, owner, make_job):
+    job = make_job(owner, status="running")
+
+    async def watch():
+        from channels.db import database_sync_to_async
+
+        from jobs.events import publish_job_state
+
+        socket = communicator(f"/ws/jobs/{job.pk}/", owner_client)
+        assert (await socket.connect())[0]
+        await socket.receive_from(timeout=5)
+        quiet = await socket.receive_nothing(timeout=12, interval=0.5)
+        await database_sync_to_async(publish_job_state)(job)
+        pushed = await socket.receive_from(timeout=5)
+        await socket.disconnect()
+        return quiet, pushed
+
+    quiet, pushed = async_to_sync(watch)()
+    assert quiet
+    assert f'id="job-{job.pk}-status"' in pushed
