@@ -46,9 +46,10 @@ def job_create(request: HttpRequest) -> HttpResponse:
     submissions = [submit_job(request.user, accepted, form.job_options) for accepted in form.accepted]
     for submission in submissions:
         if submission.reused:
+            done = "was already separated" if submission.job.is_finished else "is already being separated"
             messages.info(
                 request,
-                f"“{submission.job.original_name}” was already separated with these settings: "
+                f"“{submission.job.original_name}” {done} with these settings: "
                 "here is that job instead of a new one.",
             )
     for rejected in form.rejected:
@@ -60,7 +61,7 @@ def job_create(request: HttpRequest) -> HttpResponse:
         if queued:
             messages.success(request, f"Queued {queued} track{'s' if queued != 1 else ''}.")
         target = reverse("job_list")
-    return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
+    return _back_to(request, target)
 
 
 @login_required

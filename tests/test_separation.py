@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from jobs import separation
 from jobs.testmodel import SIX_STEMS, write_model
@@ -79,3 +80,27 @@ def test_two_stems_sums_the_rest(model_repo):
     assert list(pair) == ["drums", "no_drums"]
     expected = stems["bass"] + stems["other"] + stems["vocals"]
     assert np.allclose(pair["no_drums"].numpy(), expected.numpy(), atol=1e-6)
+
+
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    noise = ((reference.astype(np.float64) - estimate) ** 2).sum()
+    return float("inf") if noise == 0 else 10 * np.log10((reference.astype(np.float64) ** 2).sum() / noise)
+
+
+@pytest.mark.parametrize("name", ["htdemucs", "htdemucs_ft"])
+def test_execution_settings_keep_demucs_output(model_repo, name):
+    model = separation.load_model(name, str(model_repo))
+    wav = tone(20).T.copy()
+    plain = separation.SeparationOptions(shifts=0, keep_freed_memory=False, fused_attention=False)
+    tuned = separation.SeparationOptions(shifts=0)
+    reference = separation.separate(model, wav, 44100, plain)
+    result = separation.separate(model, wav, 44100, tuned)
+    for stem, samples in reference.items():
+        assert snr_db(samples.numpy(), result[stem].numpy()) > 60
+
+
+def test_fused_attention_restores_torch_setting():
+    before = torch.backends.mha.get_fastpath_enabled()
+    with separation.fused_attention():
+        assert torch.backends.mha.get_fastpath_enabled() is False
+    assert torch.backends.mha.get_fastpath_enabled() is before
