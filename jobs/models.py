@@ -61,6 +61,15 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
     attempt = models.PositiveIntegerField(default=1, help_text="bumped by each retry; fences stale writes")
+    recoveries = models.PositiveSmallIntegerField(
+        default=0, help_text="times a lost run (its worker vanished) was queued again automatically"
+    )
+    input_size = models.PositiveBigIntegerField(default=0, help_text="bytes of the uploaded file")
+    dedupe_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="hash of the audio and the options: one active job per identical upload and owner",
+    )
     error_message = models.TextField(blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -72,6 +81,13 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "dedupe_key"],
+                condition=models.Q(status__in=("queued", "running")) & ~models.Q(dedupe_key=""),
+                name="one_active_job_per_identical_upload",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.get_status_display()})"

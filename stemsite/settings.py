@@ -144,6 +144,12 @@ STEMSITE_TIMEOUT_PER_AUDIO_SECOND = env_float("STEMSITE_TIMEOUT_PER_AUDIO_SECOND
 STEMSITE_TIMEOUT_BASE_SECONDS = env_int("STEMSITE_TIMEOUT_BASE_SECONDS", 600, minimum=1)
 STEMSITE_PROGRESS_INTERVAL = env_float("STEMSITE_PROGRESS_INTERVAL", 0.25)
 
+# Reliability: worker supervision, the reconciler, recovery of lost jobs.
+
+# Uploads and input limits.
+
+# Accounts, access and per-user limits.
+
 # Security: HTTPS-only cookies, redirects and HSTS whenever DEBUG is off. A local, plain-HTTP
 # run (make run) sets STEMSITE_HTTPS=false; behind a TLS proxy it must send X-Forwarded-Proto.
 HTTPS = env_bool("STEMSITE_HTTPS", not DEBUG)
