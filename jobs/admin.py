@@ -1,6 +1,23 @@
-from django.contrib import admin
+"""Admin: jobs and stems for staff, per-user usage, and the queue dashboard for superusers only."""
 
+from datetime import timedelta
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+from django_rq.admin import QueueAdmin
+from django_rq.models import Dashboard
+
+from jobs.control import cancel_job, retry_job
 from jobs.models import Job, Stem
+from jobs.tasks import job_timeout
 
 
 class StemInline(admin.TabularInline):
@@ -14,6 +31,51 @@ class StemInline(admin.TabularInline):
         return False
 
 
+class StuckFilter(admin.SimpleListFilter):
+    """Jobs that should have moved on: running past their time limit, or queued for too long."""
+
+    title = "stuck"
+    parameter_name = "stuck"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("running", "Running past its time limit"),
+            ("queued", f"Queued over {settings.STEMSITE_STUCK_QUEUED_MINUTES} min"),
+        ]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "running":
+            running = Job.objects.filter(status=Job.Status.RUNNING, started_at__isnull=False)
+            overdue = [
+                job.pk
+                for job in running
+                if job.started_at + timedelta(seconds=job_timeout(job.duration_seconds, job.job_options)) < now
+            ]
+            return queryset.filter(pk__in=overdue)
+        if self.value() == "queued":
+            since = now - timedelta(minutes=settings.STEMSITE_STUCK_QUEUED_MINUTES)
+            return queryset.filter(status=Job.Status.QUEUED, queued_at__lt=since)
+        return queryset
+
+
+class OldFilter(admin.SimpleListFilter):
+    """Finished jobs nobody has needed for a while: candidates for deletion with their files."""
+
+    title = "finished"
+    parameter_name = "finished_before"
+    DAYS = (7, 30, 90, 365)
+
+    def lookups(self, request, model_admin):
+        return [(str(days), f"Over {days} days ago") for days in self.DAYS]
+
+    def queryset(self, request, queryset):
+        if self.value() in {str(days) for days in self.DAYS}:
+            since = timezone.now() - timedelta(days=int(self.value()))
+            return queryset.filter(status__in=Job.FINISHED, finished_at__lt=since)
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = (
@@ -25,12 +87,50 @@ class JobAdmin(admin.ModelAdmin):
         "duration_seconds",
         "created_at",
     )
-    list_filter = ("status", "model_name", "owner")
+    list_filter = ("status", StuckFilter, OldFilter, "model_name", "owner")
     search_fields = ("original_name", "owner__username", "owner__email", "id")
     date_hierarchy = "created_at"
     readonly_fields = ("id", "created_at", "started_at", "finished_at", "progress", "duration_seconds")
     list_select_related = ("owner",)
     inlines = [StemInline]
+    actions = ["retry_jobs", "cancel_jobs"]
+
+    @admin.action(description="Retry selected failed or canceled jobs")
+    def retry_jobs(self, request, queryset):
+        retried = sum(retry_job(job) for job in queryset)
+        self._report(request, retried, len(queryset), "queued again", "not failed or canceled")
+
+    @admin.action(description="Cancel selected queued or running jobs")
+    def cancel_jobs(self, request, queryset):
+        canceled = sum(cancel_job(job) for job in queryset)
+        self._report(request, canceled, len(queryset), "canceled", "already finished")
+
+    def _report(self, request, done: int, selected: int, verb: str, reason: str) -> None:
+        if done:
+            self.message_user(request, f"{done} job{'s' if done != 1 else ''} {verb}.", messages.SUCCESS)
+        if selected - done:
+            self.message_user(request, f"{selected - done} skipped: {reason}.", messages.WARNING)
+
+    def has_delete_permission(self, request, obj=None):
+        """A job still queued or running is canceled first, so no worker writes files after it is gone."""
+        if obj is not None and not obj.is_finished:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        obj.delete_with_files()
+
+    def delete_queryset(self, request, queryset):
+        """Django's "delete selected" removes rows only; here every file goes with its job."""
+        active = queryset.filter(status__in=Job.ACTIVE).count()
+        for job in queryset.filter(status__in=Job.FINISHED):
+            job.delete_with_files()
+        if active:
+            self.message_user(
+                request,
+                f"{active} queued or running job{'s were' if active != 1 else ' was'} kept: cancel first.",
+                messages.WARNING,
+            )
 
 
 @admin.register(Stem)
@@ -40,3 +140,89 @@ class StemAdmin(admin.ModelAdmin):
     search_fields = ("job__original_name", "job__owner__username", "name")
     readonly_fields = ("size",)
     list_select_related = ("job", "job__owner")
+
+
+def _sum_for_owner(queryset, owner_path: str, field: str) -> Subquery:
+    totals = (
+        queryset.filter(**{owner_path: OuterRef("pk")})
+        .order_by()
+        .values(owner_path)
+        .annotate(total=Sum(field))
+        .values("total")
+    )
+    return Coalesce(Subquery(totals, output_field=IntegerField()), 0)
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserUsageAdmin(UserAdmin):
+    """Django's user admin, plus each user's jobs and the storage their files take."""
+
+    list_display = (*UserAdmin.list_display, "job_count", "active_jobs", "storage")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                job_total=Count("jobs", distinct=True),
+                active_total=Count("jobs", filter=Q(jobs__status__in=Job.ACTIVE), distinct=True),
+                input_bytes=_sum_for_owner(Job.objects.all(), "owner", "input_size"),
+                stem_bytes=_sum_for_owner(Stem.objects.all(), "job__owner", "size"),
+            )
+        )
+
+    @admin.display(description="jobs", ordering="job_total")
+    def job_count(self, user) -> int:
+        return user.job_total
+
+    @admin.display(description="queued or running", ordering="active_total")
+    def active_jobs(self, user) -> int:
+        return user.active_total
+
+    @admin.display(description="storage")
+    def storage(self, user) -> str:
+        return filesizeformat(user.input_bytes + user.stem_bytes)
+
+
+def _superuser_only(view):
+    """django-rq's views admit any staff user, and they can empty queues and stop jobs.
+
+    Staff who are not superusers get 403; everyone else goes on to django-rq's own gate (the
+    admin login, or its API token for the stats).
+    """
+
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        user = request.user
+        if user.is_authenticated and user.is_staff and not user.is_superuser:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+admin.site.unregister(Dashboard)
+
+
+@admin.register(Dashboard)
+class QueueDashboardAdmin(QueueAdmin):
+    """The queue dashboard at /admin/django_rq/dashboard/, for superusers; 403 for other staff."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def get_urls(self):
+        urls = super().get_urls()
+        for pattern in urls:
+            pattern.callback = _superuser_only(pattern.callback)
+        return urls

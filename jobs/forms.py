@@ -166,5 +166,20 @@ def _sha256(path: str) -> str:
 
 
 class SignupForm(UserCreationForm):
+    """Email is optional: a self-hosted site may send no mail, but without one a forgotten
+    password can only be reset by an administrator. When given, it is unique, so a reset link
+    goes to exactly one account."""
+
+    email = forms.EmailField(
+        required=False,
+        help_text="Optional. Needed to reset a forgotten password by email.",
+    )
+
     class Meta(UserCreationForm.Meta):
-        fields = ("username",)
+        fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip()
+        if email and self._meta.model.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email address already exists.")
+        return email

@@ -40,6 +40,7 @@ def submit_job(owner, accepted: AcceptedFile, options: JobOptions) -> Submission
         model_name=options.model,
         options=settings_json,
         duration_seconds=accepted.info.duration,
+        input_size=upload.size,
     )
     try:
         with transaction.atomic():

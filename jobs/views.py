@@ -13,6 +13,7 @@ from jobs.control import cancel_job, retry_job
 from jobs.downloads import file_response
 from jobs.forms import SignupForm, UploadForm
 from jobs.fragments import status_context
+from jobs.limits import LimitExceeded, check_upload_allowed, usage_for
 from jobs.models import Job
 from jobs.submission import submit_job
 
@@ -38,6 +39,11 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def job_create(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            check_upload_allowed(request.user, [accepted.upload.size for accepted in form.accepted])
+        except LimitExceeded as error:
+            form.add_error(None, str(error))
     if not form.is_valid():
         if request.htmx:
             return render(request, "jobs/job_list.html#upload-form", {"form": form})
@@ -129,6 +135,12 @@ def job_delete(request: HttpRequest, job_id) -> HttpResponse:
         messages.success(request, f"Deleted “{job.original_name}” and its stems.")
         target = reverse("job_list")
     return _back_to(request, target)
+
+
+@login_required
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    return render(request, "registration/account.html", {"usage": usage_for(request.user)})
 
 
 @require_http_methods(["GET", "POST"])

@@ -1,5 +1,6 @@
 """stemsite settings: every host-specific value comes from the environment, with safe defaults."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_rq",
     "template_partials",
+    "axes",
     "jobs",
 ]
 
@@ -48,6 +50,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "stemsite.urls"
@@ -149,6 +153,46 @@ STEMSITE_PROGRESS_INTERVAL = env_float("STEMSITE_PROGRESS_INTERVAL", 0.25)
 # Uploads and input limits.
 
 # Accounts, access and per-user limits.
+# Login throttling (django-axes): failures are counted per account and, separately, per client
+# address; either counter reaching the limit refuses logins with a 429 until the cool-off ends.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("STEMSITE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("STEMSITE_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "429.html"
+AXES_CLIENT_IP_CALLABLE = "jobs.client_address.client_address"
+# Reverse proxies in front of the site that append to X-Forwarded-For. 0: the site is reached
+# directly and REMOTE_ADDR is the client; with N, the Nth address from the right is the client.
+STEMSITE_TRUSTED_PROXIES = env_int("STEMSITE_TRUSTED_PROXIES", 0, minimum=0)
+
+# Per-user limits, checked when a track is uploaded; 0 turns a limit off.
+STEMSITE_UPLOADS_PER_HOUR = env_int("STEMSITE_UPLOADS_PER_HOUR", 30, minimum=0)
+STEMSITE_MAX_ACTIVE_JOBS = env_int("STEMSITE_MAX_ACTIVE_JOBS", 10, minimum=0)
+STEMSITE_STORAGE_QUOTA_MB = env_int("STEMSITE_STORAGE_QUOTA_MB", 5000, minimum=0)
+
+# Staff: a queued job older than this shows under admin's "stuck" filter.
+STEMSITE_STUCK_QUEUED_MINUTES = env_int("STEMSITE_STUCK_QUEUED_MINUTES", 60, minimum=1)
+
+# Email, for password resets: printed to the console unless an SMTP server is configured.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 30
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "stemsite <noreply@localhost>")
+# A reset link works for three hours (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = 3 * 3600
 
 # Security: HTTPS-only cookies, redirects and HSTS whenever DEBUG is off. A local, plain-HTTP
 # run (make run) sets STEMSITE_HTTPS=false; behind a TLS proxy it must send X-Forwarded-Proto.
