@@ -50,7 +50,8 @@ class StuckFilter(admin.SimpleListFilter):
             overdue = [
                 job.pk
                 for job in running
-                if job.started_at + timedelta(seconds=job_timeout(job.duration_seconds, job.job_options)) < now
+                if job.started_at + timedelta(seconds=job_timeout(job.duration_seconds, job.job_options))
+                < now
             ]
             return queryset.filter(pk__in=overdue)
         if self.value() == "queued":
