@@ -5,6 +5,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
@@ -94,7 +95,7 @@ class JobAdmin(admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "started_at", "finished_at", "progress", "duration_seconds")
     list_select_related = ("owner",)
     inlines = [StemInline]
-    actions = ["retry_jobs", "cancel_jobs"]
+    actions = ["retry_jobs", "cancel_jobs", "delete_with_files"]
 
     @admin.action(description="Retry selected failed or canceled jobs")
     def retry_jobs(self, request, queryset):
@@ -112,6 +113,26 @@ class JobAdmin(admin.ModelAdmin):
         if selected - done:
             self.message_user(request, f"{selected - done} skipped: {reason}.", messages.WARNING)
 
+    @admin.action(description="Delete selected finished jobs and their files", permissions=["delete"])
+    def delete_with_files(self, request, queryset):
+        """Django's delete confirmation, for finished jobs only; queued or running ones are left out."""
+        active = queryset.filter(status__in=Job.ACTIVE).count()
+        if active and "post" not in request.POST:
+            self.message_user(
+                request,
+                f"{active} queued or running job{'s are' if active != 1 else ' is'} left out: cancel first.",
+                messages.WARNING,
+            )
+        finished = queryset.filter(status__in=Job.FINISHED)
+        if not finished.exists():
+            return None
+        return delete_selected(self, request, finished)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # it would leave every file behind
+        return actions
+
     def has_delete_permission(self, request, obj=None):
         """A job still queued or running is canceled first, so no worker writes files after it is gone."""
         if obj is not None and not obj.is_finished:
@@ -122,16 +143,8 @@ class JobAdmin(admin.ModelAdmin):
         obj.delete_with_files()
 
     def delete_queryset(self, request, queryset):
-        """Django's "delete selected" removes rows only; here every file goes with its job."""
-        active = queryset.filter(status__in=Job.ACTIVE).count()
-        for job in queryset.filter(status__in=Job.FINISHED):
+        for job in queryset:
             job.delete_with_files()
-        if active:
-            self.message_user(
-                request,
-                f"{active} queued or running job{'s were' if active != 1 else ' was'} kept: cancel first.",
-                messages.WARNING,
-            )
 
 
 @admin.register(Stem)
