@@ -1,15 +1,17 @@
 """Settings come from the environment: malformed values stop start-up, production is locked down."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 
 from stemsite.database import database_config
 from stemsite.env import env_bool, env_int, env_list
-from tests.conftest import ROOT
+from tests.conftest import PASSWORD, ROOT
 
 
 def test_malformed_values_are_refused(monkeypatch):
@@ -64,3 +66,68 @@ def test_check_deploy_passes_with_production_settings():
         "check", "--deploy", "--fail-level", "WARNING", SECRET_KEY=secret, ALLOWED_HOSTS="stems.example"
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def settings_of(**env) -> dict:
+    """Security settings as a fresh process computes them from this environment."""
+    names = (
+        "SECURE_HSTS_SECONDS SECURE_SSL_REDIRECT SESSION_COOKIE_SECURE CSRF_COOKIE_SECURE "
+        "SECURE_CONTENT_TYPE_NOSNIFF EMAIL_BACKEND STEMSITE_TRUSTED_PROXIES AXES_FAILURE_LIMIT"
+    )
+    code = (
+        "import json, django; from django.conf import settings as s; django.setup(); "
+        f"values = {{n: getattr(s, n) for n in {names.split()!r}}}; "
+        "values['AXES_COOLOFF_TIME'] = s.AXES_COOLOFF_TIME.total_seconds(); print(json.dumps(values))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "STEMSITE_HTTPS"}}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "stemsite.settings", "LOG_LEVEL": "WARNING", **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_https_protections_are_on_when_debug_is_off():
+    production = settings_of(SECRET_KEY="x" * 50)
+    assert production["SECURE_HSTS_SECONDS"] >= 31536000
+    assert production["SECURE_SSL_REDIRECT"] is True
+    assert production["SESSION_COOKIE_SECURE"] is True
+    assert production["CSRF_COOKIE_SECURE"] is True
+    assert production["SECURE_CONTENT_TYPE_NOSNIFF"] is True
+
+    local = settings_of(DEBUG="true")
+    assert local["SECURE_HSTS_SECONDS"] == 0
+    assert local["SESSION_COOKIE_SECURE"] is False
+
+
+@pytest.mark.django_db
+def test_https_responses_carry_hsts_and_secure_cookies(client, owner):
+    """In this (production-like) test process: headers and cookie flags on real responses."""
+    response = client.post(
+        reverse("login"), {"username": "owner", "password": PASSWORD}, secure=True, REMOTE_ADDR="10.1.1.1"
+    )
+    assert response.status_code == 302
+    assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert response.cookies["sessionid"]["secure"] is True
+    assert response.cookies["sessionid"]["httponly"] is True
+    assert response.cookies["csrftoken"]["secure"] is True
+
+
+def test_account_settings_come_from_the_environment():
+    values = settings_of(
+        SECRET_KEY="x" * 50,
+        EMAIL_HOST="smtp.example.org",
+        STEMSITE_TRUSTED_PROXIES="2",
+        STEMSITE_LOGIN_FAILURE_LIMIT="9",
+        STEMSITE_LOGIN_COOLOFF_MINUTES="30",
+    )
+    assert values["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert values["STEMSITE_TRUSTED_PROXIES"] == 2
+    assert (values["AXES_FAILURE_LIMIT"], values["AXES_COOLOFF_TIME"]) == (9, 1800)
+    assert (
+        settings_of(SECRET_KEY="x" * 50)["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    )
