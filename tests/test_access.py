@@ -12,7 +12,7 @@ import uuid
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.urls.converters import IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter
 from django.urls.resolvers import RoutePattern
 
@@ -188,3 +188,42 @@ def test_media_is_not_served_as_a_folder(owner_client, owner, make_job, staff_cl
             f"/static/../media/{job.input_file.name}",
         ):
             assert client.get(url).status_code == 404, url
+
+
+def open_socket(path: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    async def attempt():
+        socket = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await socket.connect()
+        await socket.disconnect()
+        return connected
+
+    return async_to_sync(attempt)()
+
+
+def test_sockets_check_origin_and_session(owner_client, owner, make_job):
+    """Only the site's own pages (an allowed Origin) with a live session open a socket."""
+    job = make_job(owner, status="running")
+    path = f"/ws/jobs/{job.pk}/"
+    cookie = (b"cookie", f"sessionid={owner_client.cookies['sessionid'].value}".encode())
+    assert open_socket(path, [(b"origin", b"http://localhost"), cookie]) is True
+
+    assert open_socket(path, [cookie]) is False, "no Origin header"
+    assert open_socket(path, [(b"origin", b"http://localhost.evil.example"), cookie]) is False
+    assert open_socket(path, [(b"origin", b"http://localhost"), (b"cookie", b"sessionid=forged")]) is False
+
+    owner_client.post(reverse("logout"))
+    assert open_socket(path, [(b"origin", b"http://localhost"), cookie]) is False, "a logged-out session"
+
+
+def test_stem_files_are_never_sniffed_and_download_as_attachments(owner_client, owner, make_job):
+    job = make_job(owner, name="Song.wav")
+    url = reverse("stem_file", args=[job.pk, "vocals"])
+    for response in (
+        owner_client.get(url),
+        owner_client.get(url, HTTP_RANGE="bytes=0-99"),
+        owner_client.get(url + "?play"),
+    ):
+        assert response.status_code in (200, 206)
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Content-Type"] == "audio/mpeg"
+    assert owner_client.get(url)["Content-Disposition"] == 'attachment; filename="Song - vocals.mp3"'
