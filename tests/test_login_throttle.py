@@ -97,3 +97,13 @@ def test_without_trusted_proxies_the_forwarded_header_is_ignored(client, owner, 
     for number in range(settings.AXES_FAILURE_LIMIT):
         log_in(client, "guess", "wrong", address="10.0.0.7", HTTP_X_FORWARDED_FOR=f"1.1.1.{number}")
     assert log_in(client, "owner", PASSWORD, address="10.0.0.7").status_code == 429
+
+
+def test_logging_in_to_ones_own_account_does_not_reset_the_count(client, owner, outsider, settings):
+    """An attacker with an account cannot wipe their failures by logging in between guesses."""
+    limit = settings.AXES_FAILURE_LIMIT
+    fail(client, "owner", limit - 1, address="10.0.0.4")
+    assert log_in(client, "outsider", PASSWORD, address="10.0.0.4").status_code == 302
+    client.post(reverse("logout"))
+    fail(client, "owner", 1, address="10.0.0.4")
+    assert log_in(client, "owner", PASSWORD, address="10.0.0.5").status_code == 429
