@@ -175,7 +175,7 @@ STEMSITE_TRUSTED_PROXIES = env_int("STEMSITE_TRUSTED_PROXIES", 0, minimum=0)
 # Per-user limits, checked when a track is uploaded; 0 turns a limit off.
 STEMSITE_UPLOADS_PER_HOUR = env_int("STEMSITE_UPLOADS_PER_HOUR", 30, minimum=0)
 STEMSITE_MAX_ACTIVE_JOBS = env_int("STEMSITE_MAX_ACTIVE_JOBS", 10, minimum=0)
-STEMSITE_STORAGE_QUOTA_MB = env_int("STEMSITE_STORAGE_QUOTA_MB", 5000, minimum=0)
+STEMSITE_STORAGE_QUOTA_MB = env_int("STEMSITE_STORAGE_QUOTA_MB", 5120, minimum=0)
 
 # Staff: a queued job older than this shows under admin's "stuck" filter.
 STEMSITE_STUCK_QUEUED_MINUTES = env_int("STEMSITE_STUCK_QUEUED_MINUTES", 60, minimum=1)
