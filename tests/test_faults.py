@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from jobs.models import Job
 from jobs.tasks import MSG_WORKER_LOST
+from jobs.worker import die_with_parent
 from tests.conftest import ROOT, free_port, media_files
 from tests.test_worker import child_pids, upload, wait_until
 
@@ -128,7 +129,7 @@ def is_gone(pid: int) -> bool:
 def test_killed_worker_parent_takes_its_horse_along_and_the_job_is_recovered(
     owner_client, make_audio, supervisor, media_root
 ):
-    job = upload(owner_client, make_audio("long.flac", seconds=60))
+    job = upload(owner_client, make_audio("long.flac", seconds=30))
     workers = supervisor(FAST)
     wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
     [worker] = wait_until(lambda: child_pids(workers.pid))
@@ -137,7 +138,7 @@ def test_killed_worker_parent_takes_its_horse_along_and_the_job_is_recovered(
 
     os.kill(worker, signal.SIGKILL)
 
-    wait_until(lambda: is_gone(horse), timeout=5)
+    wait_until(lambda: is_gone(horse), timeout=1)
     wait_until(lambda: Job.objects.get(pk=job.pk).is_finished, timeout=180)
     job.refresh_from_db()
     assert (job.status, job.attempt, job.recoveries) == ("succeeded", 2, 1), job.error_message
@@ -148,7 +149,7 @@ def test_killed_worker_parent_takes_its_horse_along_and_the_job_is_recovered(
 
 
 def test_host_crash_is_resolved_within_90_seconds_with_default_settings(owner_client, make_audio, supervisor):
-    job = upload(owner_client, make_audio("long.flac", seconds=60))
+    job = upload(owner_client, make_audio("long.flac", seconds=30))
     workers = supervisor()
     wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
     [worker] = wait_until(lambda: child_pids(workers.pid))
@@ -165,14 +166,12 @@ def test_host_crash_is_resolved_within_90_seconds_with_default_settings(owner_cl
     assert job.status in ("queued", "running", "succeeded"), job.error_message
     assert (job.attempt, job.recoveries) == (2, 1)
     print(f"host crash resolved in {resolved:.1f} s")
-    wait_until(lambda: Job.objects.get(pk=job.pk).is_finished, timeout=180)
-    assert Job.objects.get(pk=job.pk).status == "succeeded"
 
 
 def test_redis_restart_mid_job_restarts_the_worker_and_ends_the_job(
-    owner_client, make_audio, supervisor, private_redis
+    owner_client, make_audio, private_redis, supervisor
 ):
-    job = upload(owner_client, make_audio("long.flac", seconds=60))
+    job = upload(owner_client, make_audio("long.flac", seconds=30))
     workers = supervisor(FAST)
     wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
     [worker] = wait_until(lambda: child_pids(workers.pid))
@@ -195,7 +194,7 @@ def test_redis_restart_mid_job_restarts_the_worker_and_ends_the_job(
 
 
 def test_upload_while_redis_is_down_is_saved_paused_and_runs_once_redis_is_back(
-    owner_client, make_audio, supervisor, private_redis, media_root
+    owner_client, make_audio, private_redis, supervisor, media_root
 ):
     private_redis.stop()
 
@@ -223,6 +222,15 @@ def test_upload_while_redis_is_down_is_saved_paused_and_runs_once_redis_is_back(
     job.refresh_from_db()
     assert (job.status, job.attempt) == ("succeeded", 1), job.error_message
     assert "Processing is paused" not in owner_client.get(reverse("job_list")).content.decode()
+
+
+def test_horse_whose_parent_died_before_it_could_ask_to_follow_it_exits_at_once():
+    child = os.fork()
+    if child == 0:
+        die_with_parent(os.getppid() + 1)  # as if the parent had died and we were reparented
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
 
 
 def test_supervisor_shuts_its_workers_down_on_sigterm(supervisor):

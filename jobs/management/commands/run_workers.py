@@ -95,14 +95,14 @@ class Command(BaseCommand):
             return
         if process is not None:
             ran = now - slot.started_at
-            slot.delay = (
-                FIRST_RESTART_DELAY if ran >= STABLE_AFTER else min(MAX_RESTART_DELAY, slot.delay * 2)
-            )
+            if ran >= STABLE_AFTER:
+                slot.delay = FIRST_RESTART_DELAY
             slot.restart_at = now + slot.delay
             logger.warning(
                 "Worker %s (pid %s) exited with %s after %.0f s; restarting in %.0f s",
                 slot.number, process.pid, _describe_exit(process.returncode), ran, slot.delay,
             )  # fmt: skip
+            slot.delay = min(MAX_RESTART_DELAY, slot.delay * 2)
             slot.process = None
         if now < slot.restart_at:
             return
