@@ -109,10 +109,12 @@ class Command(BaseCommand):
         supervisor = os.getpid()
         slot.process = subprocess.Popen(
             [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", settings.STEMSITE_QUEUE],
-            # Its own process group: a Ctrl-C in the terminal reaches the supervisor only, which
-            # forwards one warm-shutdown signal; if the supervisor itself dies, workers shut down warm.
+            # Its own process group: a Ctrl-C in the terminal, or honcho's signal to our group,
+            # reaches the supervisor only, which forwards exactly one warm-shutdown signal. If the
+            # supervisor itself is killed, its workers and their jobs die too (nothing is left
+            # running unsupervised) and the reconciler queues those jobs again.
             process_group=0,
-            preexec_fn=lambda: die_with_parent(supervisor, signal.SIGTERM),
+            preexec_fn=lambda: die_with_parent(supervisor),
         )
         slot.started_at = now
         logger.info("Started worker %s (pid %s)", slot.number, slot.process.pid)
