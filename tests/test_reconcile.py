@@ -122,15 +122,17 @@ def test_run_on_a_live_worker_is_left_alone(owner, make_job, redis_db):
 def test_stale_attempt_cannot_overwrite_the_recovered_job(owner, make_job):
     job = make_job(owner, status="running")
     stale = Job.objects.get(pk=job.pk)
-
     reconcile()
+    new_run = Job.objects.get(pk=job.pk)
+    assert new_run.mark_running()
+    assert new_run.set_progress(30)
 
     assert not stale.set_progress(90)
     assert not stale.mark_succeeded()
     assert not stale.mark_failed("late failure")
     assert not stale.recover_lost_run(), "the same lost attempt is recovered only once"
     job.refresh_from_db()
-    assert (job.status, job.attempt, job.progress, job.error_message) == ("queued", 2, 0, "")
+    assert (job.status, job.attempt, job.progress, job.error_message) == ("running", 2, 30, "")
 
 
 def test_only_one_reconciler_acts_at_a_time(owner, make_job, redis_db):
