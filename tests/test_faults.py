@@ -213,8 +213,11 @@ def test_upload_while_redis_is_down_is_saved_paused_and_runs_once_redis_is_back(
     assert 'class="banner warning" role="alert">Processing is paused' in job_list.content.decode()
     assert media_files(media_root) == [media_root / job.input_file.name]
 
+    workers = supervisor(FAST)
+    wait_until(lambda: "exited with code 1" in workers.log_path.read_text(), timeout=60)
+    assert "Reconciler cannot reach Redis" in workers.log_path.read_text()
+    assert workers.poll() is None, "the supervisor outlives Redis being down"
     private_redis.start()
-    supervisor(FAST)
 
     wait_until(lambda: Job.objects.get(pk=job.pk).is_finished, timeout=120)
     job.refresh_from_db()

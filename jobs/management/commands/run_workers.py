@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
@@ -48,14 +48,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--workers", type=int, default=1, help="number of worker processes (default 1)")
-        parser.add_argument(
-            "--no-reconcile", action="store_true", help="do not run the reconciler in this process"
-        )
 
-    def handle(self, *args, workers: int, no_reconcile: bool, **options):
+    def handle(self, *args, workers: int, **options):
         if workers < 1:
-            workers = 1
+            raise CommandError("--workers must be at least 1.")
         self.signals = 0
+        self.redis_down = False
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         slots = [Slot(number) for number in range(1, workers + 1)]
@@ -74,7 +72,7 @@ class Command(BaseCommand):
             else:
                 for slot in slots:
                     self._keep_running(slot, now)
-                if not no_reconcile and now >= next_reconcile:
+                if now >= next_reconcile:
                     self._reconcile()
                     next_reconcile = time.monotonic() + settings.STEMSITE_RECONCILE_INTERVAL
             time.sleep(TICK)
@@ -124,12 +122,17 @@ class Command(BaseCommand):
         try:
             result = reconcile()
         except (RedisError, OSError) as error:
-            logger.warning(
-                "Reconciler cannot reach Redis, retrying in %s s: %s",
-                settings.STEMSITE_RECONCILE_INTERVAL,
-                error,
-            )
+            if not self.redis_down:
+                logger.warning(
+                    "Reconciler cannot reach Redis; retrying every %s s: %s",
+                    settings.STEMSITE_RECONCILE_INTERVAL,
+                    error,
+                )
+            self.redis_down = True
             return
+        if self.redis_down:
+            logger.info("Reconciler reaches Redis again")
+            self.redis_down = False
         if result.changed:
             logger.info(
                 "Reconciled jobs: %s queued again, %s lost runs recovered, %s failed",
