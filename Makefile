@@ -83,7 +83,7 @@ check-model: $(VENV)/.installed var/secret-key $(RUN_NEEDS)
 
 run: system-packages redis migrate check-model
 	@echo
-	@echo "stemsite is starting at http://$(HOST):$(PORT)/  (web server and one worker; Ctrl-C stops both)"
+	@echo "stemsite is starting at http://$(HOST):$(PORT)/  (web server and $${WORKERS:-1} supervised worker(s); Ctrl-C stops both)"
 	@echo "Create an account on the site, or an admin with: $(PY) manage.py createsuperuser"
 	@echo
 	@SECRET_KEY=$${SECRET_KEY:-$$(cat var/secret-key)} STEMSITE_HTTPS=$${STEMSITE_HTTPS:-false} \

@@ -151,6 +151,24 @@ class Job(models.Model):
     def mark_canceled(self) -> bool:
         return self._transition(self.ACTIVE, status=self.Status.CANCELED, finished_at=timezone.now())
 
+    def recover_lost_run(self) -> bool:
+        """Queue a new attempt of a run whose worker vanished; the lost attempt's writes are fenced off.
+
+        One update bumps both counters, so two reconcilers (or a late write from the lost run)
+        can never recover the same attempt twice.
+        """
+        lost = Job.objects.filter(pk=self.pk, status=self.Status.RUNNING, attempt=self.attempt)
+        updated = lost.update(
+            status=self.Status.QUEUED,
+            progress=0,
+            attempt=models.F("attempt") + 1,
+            recoveries=models.F("recoveries") + 1,
+            started_at=None,
+        )
+        if updated:
+            self.refresh_from_db()
+        return bool(updated)
+
     def requeue(self) -> bool:
         """Start a new attempt of a failed or canceled job; the old attempt's writes are fenced off."""
         retryable = Job.objects.filter(pk=self.pk, status__in=(self.Status.FAILED, self.Status.CANCELED))

@@ -14,6 +14,7 @@ from jobs.tasks import enqueue_separation
 class Submission:
     job: Job
     reused: bool  # the same audio with the same options was already separated (or is on its way)
+    paused: bool = False  # saved and queued in the database, but Redis could not take it yet
 
 
 def submit_job(owner, accepted: AcceptedFile, options: JobOptions) -> Submission:
@@ -42,13 +43,14 @@ def submit_job(owner, accepted: AcceptedFile, options: JobOptions) -> Submission
         duration_seconds=accepted.info.duration,
         input_size=upload.size,
     )
+    enqueued = []
     try:
         with transaction.atomic():
             job.input_file.save(upload.name, upload, save=False)
             job.save()
-            transaction.on_commit(lambda: enqueue_separation(job))
+            transaction.on_commit(lambda: enqueued.append(enqueue_separation(job)))
     except BaseException:
         if job.input_file.name:
             job.input_file.delete(save=False)
         raise
-    return Submission(job, reused=False)
+    return Submission(job, reused=False, paused=enqueued == [False])

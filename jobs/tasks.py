@@ -22,9 +22,9 @@ from jobs.options import JobOptions
 
 logger = logging.getLogger(__name__)
 
-MSG_QUEUE_DOWN = (
-    "Processing is unavailable right now: the job queue cannot be reached. "
-    "Please upload the file again in a few minutes."
+MSG_PROCESSING_PAUSED = (
+    "Processing is paused: the job queue cannot be reached right now. Your track is saved and will "
+    "start automatically as soon as processing resumes."
 )
 MSG_OUT_OF_MEMORY = "The server ran out of memory while separating this track. Try a shorter track."
 MSG_WORKER_LOST = (
@@ -40,8 +40,12 @@ def job_timeout(duration_seconds: float, options: JobOptions) -> int:
     return int(settings.STEMSITE_TIMEOUT_BASE_SECONDS + per_second * (duration_seconds or 0))
 
 
-def enqueue_separation(job: Job) -> None:
-    """Queue the job's current attempt; if Redis is unreachable the job fails with a clear message."""
+def enqueue_separation(job: Job) -> bool:
+    """Queue the job's current attempt; False if Redis is unreachable.
+
+    The row stays queued either way: the database is the truth, and the reconciler (jobs.reconcile)
+    queues it once Redis answers again.
+    """
     try:
         queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
         queue.enqueue(
@@ -56,12 +60,11 @@ def enqueue_separation(job: Job) -> None:
             meta={"model": job.model_name},
             on_stopped=Callback(job_stopped),
         )
-    except (RedisError, OSError):
-        logger.exception("Could not enqueue job %s", job.pk)
-        if job.mark_failed(MSG_QUEUE_DOWN):
-            publish_job_state(job)
-        return
+    except (RedisError, OSError) as error:
+        logger.warning("Could not queue job %s, it stays queued for the reconciler: %s", job.pk, error)
+        return False
     publish_queue()
+    return True
 
 
 def separate_job(job_id: str, attempt: int = 1) -> None:

@@ -16,6 +16,7 @@ from jobs.fragments import status_context
 from jobs.limits import LimitExceeded, check_upload_allowed, usage_for
 from jobs.models import Job
 from jobs.submission import submit_job
+from jobs.tasks import MSG_PROCESSING_PAUSED
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 
@@ -58,6 +59,8 @@ def job_create(request: HttpRequest) -> HttpResponse:
                 f"“{submission.job.original_name}” {done} with these settings: "
                 "here is that job instead of a new one.",
             )
+    if any(submission.paused for submission in submissions):
+        messages.warning(request, MSG_PROCESSING_PAUSED)
     for rejected in form.rejected:
         messages.error(request, f"Not uploaded: {rejected}")
     if len(submissions) == 1 and not form.rejected:

@@ -1,8 +1,15 @@
 """The RQ worker class stemsite runs: RQ's forking worker, with models loaded before forks."""
 
+import ctypes
+import os
+import signal
+
+from django.conf import settings
 from rq import Worker
 
 from jobs.tasks import fail_lost_job, preload_model
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class SeparationWorker(Worker):
@@ -10,21 +17,50 @@ class SeparationWorker(Worker):
 
     The parent loads a job's model just before forking it, so the horse inherits it warm and the
     parent's bounded cache serves every later job of that model.
+
+    Its timings come from settings so that a dead worker is noticed within seconds: the parent
+    heartbeats every STEMSITE_JOB_MONITORING_INTERVAL while a job runs (the reconciler reads that
+    heartbeat), and RQ's own clean-up of abandoned jobs runs every
+    STEMSITE_WORKER_MAINTENANCE_INTERVAL instead of every 10 minutes.
     """
 
-    def work(self, *args, **kwargs):
-        from django.conf import settings
+    def __init__(self, *args, **kwargs):
+        kwargs["worker_ttl"] = settings.STEMSITE_WORKER_TTL
+        kwargs["job_monitoring_interval"] = settings.STEMSITE_JOB_MONITORING_INTERVAL
+        kwargs["maintenance_interval"] = settings.STEMSITE_WORKER_MAINTENANCE_INTERVAL
+        super().__init__(*args, **kwargs)
+        self._parent_pid = os.getpid()
 
+    def work(self, *args, **kwargs):
         preload_model(settings.STEMSITE_MODEL)
         return super().work(*args, **kwargs)
 
     def execute_job(self, job, queue):
         if job.meta.get("model"):
             preload_model(job.meta["model"])
+        self._parent_pid = os.getpid()
         return super().execute_job(job, queue)
+
+    def main_work_horse(self, job, queue):
+        """The horse dies with its parent, so an orphan can never finish a job declared lost."""
+        die_with_parent(self._parent_pid)
+        return super().main_work_horse(job, queue)
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         """A horse killed outright (OOM killer, SIGKILL) never reaches the task's own handlers."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
             fail_lost_job(*job.args)
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent exits (Linux; elsewhere a no-op).
+
+    The parent may already have died between fork() and prctl(): then nothing would ever signal
+    us, so exit at once.
+    """
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    if prctl is None or prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)

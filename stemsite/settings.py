@@ -68,6 +68,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "jobs.context_processors.queue_status",
             ],
         },
     },
@@ -149,6 +150,21 @@ STEMSITE_TIMEOUT_BASE_SECONDS = env_int("STEMSITE_TIMEOUT_BASE_SECONDS", 600, mi
 STEMSITE_PROGRESS_INTERVAL = env_float("STEMSITE_PROGRESS_INTERVAL", 0.25)
 
 # Reliability: worker supervision, the reconciler, recovery of lost jobs.
+# The reconciler compares running and queued rows with RQ every RECONCILE_INTERVAL seconds;
+# a queued row gets GRACE seconds for its on-commit enqueue before it counts as missing from RQ.
+STEMSITE_RECONCILE_INTERVAL = env_float("STEMSITE_RECONCILE_INTERVAL", 10.0)
+STEMSITE_RECONCILE_GRACE_SECONDS = env_float("STEMSITE_RECONCILE_GRACE_SECONDS", 5.0)
+# A run whose worker vanished is queued again this many times, then failed.
+STEMSITE_MAX_RECOVERIES = env_int("STEMSITE_MAX_RECOVERIES", 1, minimum=0)
+# A busy worker's parent heartbeats every JOB_MONITORING_INTERVAL seconds; one silent for
+# WORKER_LOST_AFTER seconds is gone (its host crashed). RQ's own clean-up of abandoned jobs runs
+# every MAINTENANCE_INTERVAL seconds; WORKER_TTL bounds an idle worker's blocking wait.
+STEMSITE_JOB_MONITORING_INTERVAL = env_int("STEMSITE_JOB_MONITORING_INTERVAL", 5, minimum=1)
+STEMSITE_WORKER_LOST_AFTER = env_float("STEMSITE_WORKER_LOST_AFTER", 30.0)
+STEMSITE_WORKER_MAINTENANCE_INTERVAL = env_int("STEMSITE_WORKER_MAINTENANCE_INTERVAL", 30, minimum=1)
+STEMSITE_WORKER_TTL = env_int("STEMSITE_WORKER_TTL", 60, minimum=20)
+# The page banner asks Redis at most once per this many seconds per web process.
+STEMSITE_QUEUE_CHECK_SECONDS = env_float("STEMSITE_QUEUE_CHECK_SECONDS", 5.0)
 
 # Uploads and input limits.
 

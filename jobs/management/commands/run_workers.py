@@ -1,0 +1,146 @@
+"""Run and supervise the site's RQ workers, and the reconciler, in one foreground process.
+
+`manage.py rqworker` quits on an unhandled exception (Redis restarting mid-job is one), and a
+bare process manager then stops or forgets it. This command keeps N workers running: it restarts
+any that exits (with a growing delay while it keeps failing, e.g. Redis is down), runs the
+reconciler every STEMSITE_RECONCILE_INTERVAL seconds, and on SIGTERM or SIGINT asks every worker
+for a warm shutdown (the running job finishes) and waits for them; a second signal is forwarded
+too, which makes RQ stop the running jobs.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+from redis.exceptions import RedisError
+
+from jobs.reconcile import reconcile
+from jobs.worker import die_with_parent
+
+logger = logging.getLogger(__name__)
+
+FIRST_RESTART_DELAY = 1.0
+MAX_RESTART_DELAY = 15.0
+STABLE_AFTER = 60.0  # a worker that ran this long without exiting starts its backoff afresh
+TICK = 0.5
+
+
+@dataclass
+class Slot:
+    """One worker the supervisor keeps running."""
+
+    number: int
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restart_at: float = 0.0
+    delay: float = FIRST_RESTART_DELAY
+
+
+class Command(BaseCommand):
+    help = "Run N RQ workers for the separation queue, restart them when they exit, and reconcile jobs."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--workers", type=int, default=1, help="number of worker processes (default 1)")
+
+    def handle(self, *args, workers: int, **options):
+        if workers < 1:
+            raise CommandError("--workers must be at least 1.")
+        self.signals = 0
+        self.redis_down = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        slots = [Slot(number) for number in range(1, workers + 1)]
+        next_reconcile = time.monotonic()
+        logger.info("Supervising %s worker(s) on queue %s", workers, settings.STEMSITE_QUEUE)
+        forwarded = 0
+        while True:
+            now = time.monotonic()
+            if self.signals > forwarded:
+                forwarded = self.signals
+                self._forward(slots, cold=forwarded > 1)
+            if self.signals:
+                if all(slot.process is None or slot.process.poll() is not None for slot in slots):
+                    logger.info("All workers stopped")
+                    return
+            else:
+                for slot in slots:
+                    self._keep_running(slot, now)
+                if now >= next_reconcile:
+                    self._reconcile()
+                    next_reconcile = time.monotonic() + settings.STEMSITE_RECONCILE_INTERVAL
+            time.sleep(TICK)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signals += 1
+
+    def _forward(self, slots: list[Slot], cold: bool) -> None:
+        kind = "cold (running jobs are stopped)" if cold else "warm (running jobs finish first)"
+        logger.info("Shutting down workers: %s", kind)
+        for slot in slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.send_signal(signal.SIGTERM)
+
+    def _keep_running(self, slot: Slot, now: float) -> None:
+        process = slot.process
+        if process is not None and process.poll() is None:
+            return
+        if process is not None:
+            ran = now - slot.started_at
+            if ran >= STABLE_AFTER:
+                slot.delay = FIRST_RESTART_DELAY
+            slot.restart_at = now + slot.delay
+            logger.warning(
+                "Worker %s (pid %s) exited with %s after %.0f s; restarting in %.0f s",
+                slot.number, process.pid, _describe_exit(process.returncode), ran, slot.delay,
+            )  # fmt: skip
+            slot.delay = min(MAX_RESTART_DELAY, slot.delay * 2)
+            slot.process = None
+        if now < slot.restart_at:
+            return
+        supervisor = os.getpid()
+        slot.process = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", settings.STEMSITE_QUEUE],
+            # Its own process group: a Ctrl-C in the terminal, or honcho's signal to our group,
+            # reaches the supervisor only, which forwards exactly one warm-shutdown signal. If the
+            # supervisor itself is killed, its workers and their jobs die too (nothing is left
+            # running unsupervised) and the reconciler queues those jobs again.
+            process_group=0,
+            preexec_fn=lambda: die_with_parent(supervisor),
+        )
+        slot.started_at = now
+        logger.info("Started worker %s (pid %s)", slot.number, slot.process.pid)
+
+    def _reconcile(self) -> None:
+        close_old_connections()
+        try:
+            result = reconcile()
+        except (RedisError, OSError) as error:
+            if not self.redis_down:
+                logger.warning(
+                    "Reconciler cannot reach Redis; retrying every %s s: %s",
+                    settings.STEMSITE_RECONCILE_INTERVAL,
+                    error,
+                )
+            self.redis_down = True
+            return
+        if self.redis_down:
+            logger.info("Reconciler reaches Redis again")
+            self.redis_down = False
+        if result.changed:
+            logger.info(
+                "Reconciled jobs: %s queued again, %s lost runs recovered, %s failed",
+                len(result.requeued), len(result.recovered), len(result.failed),
+            )  # fmt: skip
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"

@@ -1,0 +1,126 @@
+"""The reconciler: the database is the truth about jobs, RQ is only how they travel to workers.
+
+Every few seconds it compares queued and running rows with what RQ knows and resolves each
+mismatch: a queued row whose RQ job is gone (Redis restarted, or was down at upload) is queued
+again; a running row whose RQ job or worker is gone (a crash, a killed worker, a lost Redis) is
+queued as a new attempt a bounded number of times, then failed with a message. A Redis lock
+makes sure only one reconciler acts at a time, however many machines run workers.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.utils import timezone
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.utils import utcparse
+from rq.worker import Worker
+
+from jobs.events import publish_job_state, publish_queue
+from jobs.models import Job
+from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "stemsite:reconciler"
+TERMINAL = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+@dataclass
+class Reconciliation:
+    """What one pass did, by job id; `skipped` when another reconciler held the lock."""
+
+    requeued: list = field(default_factory=list)
+    recovered: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    skipped: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.requeued or self.recovered or self.failed)
+
+
+def reconcile() -> Reconciliation:
+    """One pass over every queued and running job. Raises RedisError when Redis cannot be reached."""
+    connection = django_rq.get_connection(settings.STEMSITE_QUEUE)
+    lock = connection.lock(LOCK_NAME, timeout=max(60, 6 * settings.STEMSITE_RECONCILE_INTERVAL))
+    if not lock.acquire(blocking=False):
+        return Reconciliation(skipped=True)
+    try:
+        result = _reconcile(connection)
+    finally:
+        lock.release()
+    if result.changed:
+        publish_queue()
+    return result
+
+
+def _reconcile(connection: Redis) -> Reconciliation:
+    result = Reconciliation()
+    settled_before = timezone.now() - timedelta(seconds=settings.STEMSITE_RECONCILE_GRACE_SECONDS)
+    queued = Job.objects.select_related("owner").filter(
+        status=Job.Status.QUEUED, queued_at__lt=settled_before
+    )
+    for job in queued:
+        if not _is_alive(_fetch(job, connection), connection):
+            logger.info("Job %s is queued but not in RQ: queuing it again", job.pk)
+            if enqueue_separation(job):
+                result.requeued.append(job.pk)
+    for job in Job.objects.select_related("owner").filter(status=Job.Status.RUNNING):
+        if not _is_alive(_fetch(job, connection), connection):
+            _resolve_lost_run(job, result)
+    return result
+
+
+def _resolve_lost_run(job: Job, result: Reconciliation) -> None:
+    """Queue a new attempt while recoveries are left, else fail; either way no partial stems stay."""
+    if job.recoveries < settings.STEMSITE_MAX_RECOVERIES and job.recover_lost_run():
+        logger.warning("Job %s lost its worker: queued again as attempt %s", job.pk, job.attempt)
+        job.delete_stems()
+        publish_job_state(job)
+        enqueue_separation(job)
+        result.recovered.append(job.pk)
+    elif job.mark_failed(MSG_WORKER_LOST):
+        logger.warning("Job %s lost its worker again: failed", job.pk)
+        job.delete_stems()
+        publish_job_state(job)
+        result.failed.append(job.pk)
+
+
+def _fetch(job: Job, connection: Redis) -> RQJob | None:
+    try:
+        return RQJob.fetch(job.rq_job_id, connection=connection)
+    except NoSuchJobError:
+        return None
+
+
+def _is_alive(rq_job: RQJob | None, connection: Redis) -> bool:
+    """Whether RQ still carries this attempt: waiting in the queue, or started on a live worker."""
+    if rq_job is None:
+        return False
+    status = rq_job.get_status(refresh=False)
+    if status in TERMINAL:
+        return False
+    if status == JobStatus.STARTED:
+        return worker_is_alive(rq_job.worker_name, connection)
+    return True
+
+
+def worker_is_alive(name: str | None, connection: Redis) -> bool:
+    """A worker is gone when its key has expired or its parent stopped heartbeating.
+
+    A busy RQ worker's parent writes `last_heartbeat` every job monitoring interval and lets its
+    key expire 60 s after that; a crashed host stops both, so a stale heartbeat tells sooner.
+    """
+    if not name:
+        return False
+    raw = connection.hget(Worker.redis_worker_namespace_prefix + name, "last_heartbeat")
+    if raw is None:
+        return False
+    age = (timezone.now() - utcparse(raw.decode())).total_seconds()
+    return age <= settings.STEMSITE_WORKER_LOST_AFTER

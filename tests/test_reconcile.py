@@ -1,0 +1,149 @@
+"""The reconciler, one pass at a time, against the real test Redis and real RQ jobs."""
+
+from datetime import timedelta
+
+import django_rq
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+
+from jobs.models import Job
+from jobs.reconcile import LOCK_NAME, reconcile
+from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
+from tests.conftest import media_files
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def queue():
+    return django_rq.get_queue(settings.STEMSITE_QUEUE)
+
+
+def settled(job: Job) -> Job:
+    """Move the job's queue time past the grace period the upload's own enqueue has."""
+    past = timezone.now() - timedelta(seconds=settings.STEMSITE_RECONCILE_GRACE_SECONDS + 1)
+    Job.objects.filter(pk=job.pk).update(queued_at=past)
+    job.refresh_from_db()
+    return job
+
+
+def write_partial_stem(job: Job, media_root) -> None:
+    folder = media_root / f"jobs/{job.pk}/stems"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "drums.mp3").write_bytes(b"half a stem")
+
+
+def test_queued_job_missing_from_redis_is_queued_again(owner, make_job):
+    job = settled(make_job(owner, status="queued"))
+    fresh = make_job(owner, status="queued", name="Fresh.wav")
+
+    result = reconcile()
+
+    assert result.requeued == [job.pk]
+    assert queue().job_ids == [job.rq_job_id], "a job inside its grace period is left to its own enqueue"
+    assert Job.objects.get(pk=job.pk).status == "queued"
+    assert Job.objects.get(pk=fresh.pk).status == "queued"
+
+
+def test_queued_job_already_in_redis_is_left_alone(owner, make_job):
+    job = settled(make_job(owner, status="queued"))
+    assert enqueue_separation(job)
+
+    assert reconcile().changed is False
+    assert queue().job_ids == [job.rq_job_id]
+
+
+def test_queued_job_whose_rq_job_ended_is_queued_again(owner, make_job, redis_db):
+    job = settled(make_job(owner, status="queued"))
+    enqueue_separation(job)
+    rq_job = RQJob.fetch(job.rq_job_id, connection=redis_db)
+    queue().remove(rq_job)
+    rq_job.set_status(JobStatus.FAILED)
+
+    assert reconcile().requeued == [job.pk]
+    assert queue().job_ids == [job.rq_job_id]
+
+
+def test_lost_run_is_queued_again_as_a_new_attempt(owner, make_job, media_root):
+    job = make_job(owner, status="running", progress=40, started_at=timezone.now())
+    write_partial_stem(job, media_root)
+
+    result = reconcile()
+
+    job.refresh_from_db()
+    assert result.recovered == [job.pk]
+    assert (job.status, job.attempt, job.recoveries, job.progress) == ("queued", 2, 1, 0)
+    assert queue().job_ids == [job.rq_job_id] == [f"separate-{job.pk}-2"]
+    assert all("/stems/" not in str(path) for path in media_files(media_root))
+
+
+def test_run_lost_again_after_its_recovery_fails_with_a_message(owner, make_job, media_root):
+    job = make_job(owner, status="running", recoveries=settings.STEMSITE_MAX_RECOVERIES)
+    write_partial_stem(job, media_root)
+
+    result = reconcile()
+
+    job.refresh_from_db()
+    assert result.failed == [job.pk]
+    assert job.status == "failed"
+    assert job.error_message == MSG_WORKER_LOST
+    assert queue().job_ids == []
+    assert all("/stems/" not in str(path) for path in media_files(media_root))
+
+
+def test_run_on_a_worker_that_stopped_heartbeating_is_lost(owner, make_job, redis_db):
+    job = make_job(owner, status="running")
+    enqueue_separation(job)
+    rq_job = RQJob.fetch(job.rq_job_id, connection=redis_db)
+    rq_job.worker_name = "crashed-host"
+    rq_job.save()
+    rq_job.set_status(JobStatus.STARTED)
+    stale = timezone.now() - timedelta(seconds=settings.STEMSITE_WORKER_LOST_AFTER + 5)
+    redis_db.hset("rq:worker:crashed-host", "last_heartbeat", stale.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+    assert reconcile().recovered == [job.pk]
+
+
+def test_run_on_a_live_worker_is_left_alone(owner, make_job, redis_db):
+    job = make_job(owner, status="running")
+    enqueue_separation(job)
+    rq_job = RQJob.fetch(job.rq_job_id, connection=redis_db)
+    rq_job.worker_name = "busy-worker"
+    rq_job.save()
+    rq_job.set_status(JobStatus.STARTED)
+    redis_db.hset("rq:worker:busy-worker", "last_heartbeat", timezone.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+    assert reconcile().changed is False
+    assert Job.objects.get(pk=job.pk).status == "running"
+
+
+def test_stale_attempt_cannot_overwrite_the_recovered_job(owner, make_job):
+    job = make_job(owner, status="running")
+    stale = Job.objects.get(pk=job.pk)
+    reconcile()
+    new_run = Job.objects.get(pk=job.pk)
+    assert new_run.mark_running()
+    assert new_run.set_progress(30)
+
+    assert not stale.set_progress(90)
+    assert not stale.mark_succeeded()
+    assert not stale.mark_failed("late failure")
+    assert not stale.recover_lost_run(), "the same lost attempt is recovered only once"
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.progress, job.error_message) == ("running", 2, 30, "")
+
+
+def test_only_one_reconciler_acts_at_a_time(owner, make_job, redis_db):
+    job = make_job(owner, status="running")
+    lock = redis_db.lock(LOCK_NAME, timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        result = reconcile()
+    finally:
+        lock.release()
+
+    assert result.skipped
+    assert Job.objects.get(pk=job.pk).status == "running"
+    assert reconcile().recovered == [job.pk]
