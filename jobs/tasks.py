@@ -34,6 +34,10 @@ MSG_WORKER_LOST = (
     "The worker stopped unexpectedly while separating this track (it may have run out of memory). "
     "Try again, or try a shorter track."
 )
+MSG_WORKER_SHUT_DOWN = (
+    "The worker was shut down while separating this track (the server was stopped or restarted). "
+    "Retry it to separate it again."
+)
 MSG_INTERNAL = "Separation failed because of an error on the server. The site's staff can see the details."
 MSG_STORAGE_FULL = (
     "The server ran out of storage space while saving the stems, so none were kept. "
@@ -232,12 +236,12 @@ def _fail(job: Job, message: str) -> None:
         publish_job_state(job)
 
 
-def fail_lost_job(job_id: str, attempt: int) -> None:
+def fail_lost_job(job_id: str, attempt: int, message: str = MSG_WORKER_LOST) -> None:
     """Mark a job whose worker process died mid-run as failed, unless it already finished."""
     job = Job.objects.select_related("owner").filter(pk=job_id, attempt=attempt).first()
     if job is not None and job.status == Job.Status.RUNNING:
         logger.warning("Job %s lost its worker process", job_id)
-        _fail(job, MSG_WORKER_LOST)
+        _fail(job, message)
         publish_queue()
 
 
