@@ -8,6 +8,7 @@ pages catch up from it when their socket (re)connects.
 import logging
 
 from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
@@ -50,8 +51,8 @@ def _send(messages: list[tuple[str, str]]) -> None:
         return
     try:
         async_to_sync(_send_all)(messages)
-    except (RedisError, OSError) as error:
-        logger.warning("Could not publish job updates: %s", error)
+    except (RedisError, OSError, ChannelFull) as error:
+        logger.warning("Could not publish job updates: %r", error)
 
 
 async def _send_all(messages: list[tuple[str, str]]) -> None:

@@ -112,10 +112,12 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # channels-redis waits on Redis in blocking reads of up to 5 s; redis-py's default socket
 # timeout is also 5 s, which kills idle websockets. The socket timeout must outlast the block.
+# A separate Redis for websocket pushes is possible; pushes are best effort (jobs/events.py).
+CHANNEL_REDIS_URL = env_str("CHANNEL_REDIS_URL", REDIS_URL)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "stemsite"},
+        "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_URL, "socket_timeout": 30}], "prefix": "stemsite"},
     },
 }
 
@@ -145,6 +147,10 @@ STEMSITE_TIMEOUT_BASE_SECONDS = env_int("STEMSITE_TIMEOUT_BASE_SECONDS", 600, mi
 STEMSITE_PROGRESS_INTERVAL = env_float("STEMSITE_PROGRESS_INTERVAL", 0.25)
 
 # Reliability: worker supervision, the reconciler, recovery of lost jobs.
+
+# Every open job socket re-reads its job this often and sends what changed, so a page catches
+# up even when pushes were dropped (0 turns it off).
+STEMSITE_SOCKET_RESYNC_SECONDS = env_float("STEMSITE_SOCKET_RESYNC_SECONDS", 10.0)
 
 # Uploads and input limits.
 
