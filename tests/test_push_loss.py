@@ -1,5 +1,7 @@
 """Lost websocket pushes: a job never fails for them, and open pages still converge on the database."""
 
+import socket
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -22,6 +24,29 @@ def test_job_succeeds_when_the_channel_layer_cannot_be_reached(owner_client, mak
     assert job.status == "succeeded", job.error_message
     assert job.stems.count() == 4
     assert "Could not publish job updates" in result.stderr
+
+
+@pytest.fixture
+def silent_redis():
+    """A port that accepts connections and never answers, like a hung Redis; yields its URL."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+
+
+def test_job_is_not_held_up_by_a_channel_layer_that_never_answers(
+    owner_client, make_audio, run_worker, silent_redis
+):
+    job = upload(owner_client, make_audio("song.wav", seconds=2))
+
+    # Without a bound on each push, every progress tick would wait 30 s and this would time out.
+    result = run_worker({"CHANNEL_REDIS_URL": silent_redis, "STEMSITE_PROGRESS_INTERVAL": "0"}, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error_message
+    assert result.stderr.count("Could not publish job updates") == 1, result.stderr
 
 
 def test_job_socket_sends_a_change_that_was_never_published(owner_client, owner, make_job, settings):
