@@ -5,6 +5,7 @@ import threading
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test import Client
 from django.urls import reverse
 
 from jobs import audio
@@ -13,6 +14,7 @@ from jobs.models import Job
 from jobs.options import JobOptions
 from jobs.submission import dedupe_key, submit_job
 from tests.conftest import media_files
+from tests.test_load import post_upload, process_env  # noqa: F401 - sessions valid on the live site
 from tests.test_worker import upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,6 +62,31 @@ def test_identical_submissions_racing_make_one_job_and_keep_one_upload(owner, ma
     assert sorted(result.reused for result in results) == [False] + [True] * (racers - 1)
     assert {result.job.pk for result in results} == {job.pk}
     assert media_files(media_root) == [media_root / job.input_file.name]
+
+
+def test_two_identical_posts_at_once_to_a_live_site_make_one_job(live_site, owner, make_audio, media_root):
+    client = Client()
+    client.force_login(owner)
+    session = client.cookies["sessionid"].value
+    audio_bytes = make_audio("song.wav", seconds=1).read_bytes()
+    start = threading.Barrier(2)
+    answers = []
+
+    def post():
+        start.wait()
+        answers.append(post_upload(live_site, session, "song.wav", audio_bytes))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    job = Job.objects.get()
+    assert answers == [(302, job.get_absolute_url())] * 2
+    assert [path for path in media_files(media_root) if "/input/" in str(path)] == [
+        media_root / job.input_file.name
+    ]
 
 
 def test_retry_while_an_identical_job_is_active_points_to_that_job(owner_client, owner, make_audio, make_job):
