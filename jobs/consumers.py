@@ -1,7 +1,16 @@
-"""Websockets that push job updates; each sends the current state on connect to catch up."""
+"""Websockets that push job updates; each sends the current state on connect to catch up.
+
+Pushes are best effort (a full channel group drops them, Redis may be away), so each socket
+also looks at the database every STEMSITE_SOCKET_RESYNC_SECONDS and sends what changed: a page
+converges on the database state even when every push is lost.
+"""
+
+import asyncio
+import contextlib
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from jobs.events import job_group, user_group
 from jobs.fragments import job_row_html, job_status_html
@@ -10,31 +19,66 @@ from jobs.models import Job
 # Close codes in the application range; a refused socket never reaches accept().
 NOT_FOUND = 4404
 RECENT_ROWS = 50
+# What a page shows of a job; a change in any of these is worth sending again.
+SHOWN_FIELDS = ("pk", "status", "progress", "attempt", "error_message")
 
 
 class _ForwardingConsumer(AsyncWebsocketConsumer):
     group = ""
+    resync_task: asyncio.Task | None = None
 
     async def disconnect(self, code):
+        if self.resync_task is not None:
+            self.resync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.resync_task
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_state(self, event):
         await self.send(text_data=event["html"])
 
+    async def join_and_catch_up(self, group: str) -> None:
+        """Join the group, accept, send the current state, and keep checking the database."""
+        self.group = group
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        shown, html, finished = await database_sync_to_async(self.snapshot)(None)
+        await self.send(text_data=html)
+        interval = settings.STEMSITE_SOCKET_RESYNC_SECONDS
+        if interval > 0 and not finished:
+            self.resync_task = asyncio.create_task(self._resync(shown, interval))
+
+    async def _resync(self, shown, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            shown, html, finished = await database_sync_to_async(self.snapshot)(shown)
+            if html:
+                await self.send(text_data=html)
+            if finished:
+                return
+
+    def snapshot(self, shown) -> tuple[object, str, bool]:
+        """(what is shown now, the html to send if that differs from `shown`, whether to stop)."""
+        raise NotImplementedError
+
 
 class JobConsumer(_ForwardingConsumer):
     """One job's status block, for its page. Others' jobs do not exist here."""
 
     async def connect(self):
-        job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        if not await database_sync_to_async(_visible_job_exists)(self.scope["user"], job_id):
+        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        if not await database_sync_to_async(_visible_job_exists)(self.scope["user"], self.job_id):
             await self.close(code=NOT_FOUND)
             return
-        self.group = job_group(job_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        await self.send(text_data=await database_sync_to_async(_status_html)(job_id))
+        await self.join_and_catch_up(job_group(self.job_id))
+
+    def snapshot(self, shown):
+        job = Job.objects.filter(pk=self.job_id).first()
+        if job is None:
+            return shown, "", True
+        now = tuple(getattr(job, name) for name in SHOWN_FIELDS)
+        return now, job_status_html(job) if now != shown else "", job.is_finished
 
 
 class JobListConsumer(_ForwardingConsumer):
@@ -45,20 +89,15 @@ class JobListConsumer(_ForwardingConsumer):
         if not user.is_authenticated:
             await self.close(code=NOT_FOUND)
             return
-        self.group = user_group(user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        await self.send(text_data=await database_sync_to_async(_recent_rows_html)(user))
+        await self.join_and_catch_up(user_group(user.pk))
+
+    def snapshot(self, shown):
+        jobs = list(Job.objects.filter(owner=self.scope["user"]).order_by("-created_at")[:RECENT_ROWS])
+        now = [tuple(getattr(job, name) for name in SHOWN_FIELDS) for job in jobs]
+        if now == shown:
+            return shown, "", False
+        return now, "".join(job_row_html(job) for job in jobs), False
 
 
 def _visible_job_exists(user, job_id) -> bool:
     return Job.objects.for_user(user).filter(pk=job_id).exists()
-
-
-def _status_html(job_id) -> str:
-    return job_status_html(Job.objects.get(pk=job_id))
-
-
-def _recent_rows_html(user) -> str:
-    jobs = Job.objects.filter(owner=user).order_by("-created_at")[:RECENT_ROWS]
-    return "".join(job_row_html(job) for job in jobs)

@@ -43,7 +43,10 @@ def cancel_job(job: Job) -> bool:
 
 
 def retry_job(job: Job) -> bool:
-    """Queue a failed or canceled job again as a new attempt; False if it cannot be retried."""
+    """Queue a failed or canceled job again as a new attempt; False if it cannot be retried.
+
+    Raises IdenticalJobActive (carrying that job) when the same work is already queued or running.
+    """
     if not job.input_file or not job.requeue():
         return False
     job.delete_stems()

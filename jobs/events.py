@@ -2,14 +2,19 @@
 
 Group names and the event type are defined here once; consumers only forward what arrives.
 A push that cannot be delivered is logged and dropped: the database stays the truth, and
-pages catch up from it when their socket (re)connects.
+pages catch up from it when their socket (re)connects or re-reads the job (consumers.py).
+A channel layer that hangs costs a job at most PUSH_TIMEOUT_SECONDS, then pushes pause.
 """
 
+import asyncio
 import logging
+import time
 
 from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobs.eta import estimates
 from jobs.fragments import job_row_html, job_status_html
@@ -18,6 +23,11 @@ from jobs.models import Job
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "job.state"
+# A push waits at most this long; after one times out, pushes from this process stop for
+# PAUSE_AFTER_FAILURE_SECONDS, so progress ticks do not each wait on a hung Redis.
+PUSH_TIMEOUT_SECONDS = 3.0
+PAUSE_AFTER_FAILURE_SECONDS = 30.0
+_paused_until = 0.0
 
 
 def job_group(job_id) -> str:
@@ -46,15 +56,22 @@ def publish_queue() -> None:
 
 
 def _send(messages: list[tuple[str, str]]) -> None:
-    if not messages:
+    global _paused_until
+    if not messages or time.monotonic() < _paused_until:
         return
     try:
         async_to_sync(_send_all)(messages)
-    except (RedisError, OSError) as error:
-        logger.warning("Could not publish job updates: %s", error)
+    except (TimeoutError, RedisTimeoutError) as error:
+        _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
+        logger.warning(
+            "Could not publish job updates: %r; pushes pause for %.0f s", error, PAUSE_AFTER_FAILURE_SECONDS
+        )
+    except (RedisError, OSError, ChannelFull) as error:
+        logger.warning("Could not publish job updates: %r", error)
 
 
 async def _send_all(messages: list[tuple[str, str]]) -> None:
     layer = get_channel_layer()
-    for group, html in messages:
-        await layer.group_send(group, {"type": EVENT_TYPE, "html": html})
+    async with asyncio.timeout(PUSH_TIMEOUT_SECONDS):
+        for group, html in messages:
+            await layer.group_send(group, {"type": EVENT_TYPE, "html": html})

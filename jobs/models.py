@@ -4,7 +4,7 @@ import uuid
 from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -26,6 +26,14 @@ def input_upload_to(job: "Job", filename: str) -> str:
 def stem_upload_to(stem: "Stem", filename: str) -> str:
     ext = PurePosixPath(filename).suffix.lstrip(".")
     return f"jobs/{stem.job_id}/stems/{slugify(stem.name)}.{ext}"
+
+
+class IdenticalJobActive(Exception):
+    """A retry would make a second active job for the same audio and options."""
+
+    def __init__(self, job: "Job"):
+        super().__init__(f"An identical job ({job.pk}) is already queued or running.")
+        self.job = job
 
 
 class JobQuerySet(models.QuerySet):
@@ -170,20 +178,38 @@ class Job(models.Model):
         return bool(updated)
 
     def requeue(self) -> bool:
-        """Start a new attempt of a failed or canceled job; the old attempt's writes are fenced off."""
+        """Start a new attempt of a failed or canceled job; the old attempt's writes are fenced off.
+
+        Raises IdenticalJobActive if the owner has the same upload with the same options queued or
+        running already (the database allows only one).
+        """
         retryable = Job.objects.filter(pk=self.pk, status__in=(self.Status.FAILED, self.Status.CANCELED))
-        updated = retryable.update(
-            status=self.Status.QUEUED,
-            progress=0,
-            error_message="",
-            attempt=models.F("attempt") + 1,
-            queued_at=timezone.now(),
-            started_at=None,
-            finished_at=None,
-        )
+        try:
+            with transaction.atomic():
+                updated = retryable.update(
+                    status=self.Status.QUEUED,
+                    progress=0,
+                    error_message="",
+                    attempt=models.F("attempt") + 1,
+                    queued_at=timezone.now(),
+                    started_at=None,
+                    finished_at=None,
+                )
+        except IntegrityError:
+            active = self.identical_active_job()
+            if active is None:
+                raise
+            raise IdenticalJobActive(active) from None
         if updated:
             self.refresh_from_db()
         return bool(updated)
+
+    def identical_active_job(self) -> "Job | None":
+        """This owner's other queued or running job for the same audio and options, if any."""
+        if not self.dedupe_key:
+            return None
+        same = Job.objects.filter(owner_id=self.owner_id, dedupe_key=self.dedupe_key, status__in=self.ACTIVE)
+        return same.exclude(pk=self.pk).first()
 
     def delete_with_files(self) -> None:
         """Remove the job, its stems and every stored file: nothing of the upload stays behind."""

@@ -1,5 +1,6 @@
 """RQ entry points: load the job, run the separation, store stems, publish every change."""
 
+import errno
 import logging
 import os
 import shutil
@@ -11,7 +12,9 @@ import django_rq
 import torch
 from django.conf import settings
 from django.core.files import File
+from django.db import transaction
 from redis.exceptions import RedisError
+from rq import get_current_job
 from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
@@ -31,7 +34,30 @@ MSG_WORKER_LOST = (
     "The worker stopped unexpectedly while separating this track (it may have run out of memory). "
     "Try again, or try a shorter track."
 )
+MSG_WORKER_SHUT_DOWN = (
+    "The worker was shut down while separating this track (the server was stopped or restarted). "
+    "Retry it to separate it again."
+)
 MSG_INTERNAL = "Separation failed because of an error on the server. The site's staff can see the details."
+MSG_STORAGE_FULL = (
+    "The server ran out of storage space while saving the stems, so none were kept. "
+    "Try again later; the site's staff have been told in the log."
+)
+MSG_STORAGE_READ_ONLY = (
+    "The server's storage is read-only, so the stems could not be saved and none were kept. "
+    "Try again later; the site's staff have been told in the log."
+)
+# Storage errors a user can be told about in a sentence; any other OSError is a server bug.
+STORAGE_ERRORS = {
+    errno.ENOSPC: MSG_STORAGE_FULL,
+    errno.EDQUOT: MSG_STORAGE_FULL,
+    errno.EFBIG: MSG_STORAGE_FULL,
+    errno.EROFS: MSG_STORAGE_READ_ONLY,
+}
+
+
+class StorageFailed(Exception):
+    """Saving the stems failed for a reason the user can be told; nothing of them was kept."""
 
 
 def job_timeout(duration_seconds: float, options: JobOptions) -> int:
@@ -83,9 +109,10 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
     except separation.ModelUnavailable as error:
         logger.error("Job %s: %s", job.pk, error)
         _fail(job, str(error))
+    except StorageFailed as error:
+        _fail(job, str(error))
     except JobTimeoutException:
-        minutes = max(1, job_timeout(job.duration_seconds, job.job_options) // 60)
-        _fail(job, f"Separation took longer than the allowed {minutes} minutes and was stopped.")
+        _fail(job, timeout_message(_current_timeout(job)))
     except (MemoryError, torch.OutOfMemoryError):
         _fail(job, MSG_OUT_OF_MEMORY)
     except RuntimeError as error:
@@ -99,15 +126,33 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
         _fail(job, MSG_INTERNAL)
         raise
     else:
-        if job.mark_succeeded():
-            publish_job_state(job)
-        else:
-            job.delete_stems()  # canceled while the last stem was written
+        publish_job_state(job)
     finally:
         publish_queue()
 
 
+def _current_timeout(job: Job) -> int:
+    """The limit RQ enforced: set at enqueue time, possibly by another process's settings."""
+    rq_job = get_current_job()
+    if rq_job is not None and rq_job.timeout:
+        return int(rq_job.timeout)
+    return job_timeout(job.duration_seconds, job.job_options)
+
+
+def timeout_message(limit_seconds: int) -> str:
+    if limit_seconds < 120:
+        allowed = f"{limit_seconds} second{'s' if limit_seconds != 1 else ''}"
+    else:
+        allowed = f"{limit_seconds // 60} minutes"
+    return f"Separation took longer than the allowed {allowed} for this track and was stopped."
+
+
 def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
+    """Separate into a temporary folder, then store every stem and only then list them.
+
+    Stem rows and the succeeded status are written in one transaction after every file is
+    stored, so a page never lists a stem that is missing or half-written.
+    """
     options = job.job_options
     job.delete_stems()
     with tempfile.TemporaryDirectory(prefix="stemsite-") as workdir:
@@ -138,27 +183,68 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
         if options.two_stems:
             stems = separation.two_stems(stems, options.two_stems)
         fmt = options.format_choice
+        paths = []
         for position, (name, samples) in enumerate(stems.items()):
             path = Path(workdir) / f"{name}.{fmt.extension}"
             separation.encode(samples, path, model.samplerate, fmt.bits, fmt.as_float, options.mp3_bitrate)
-            stem = Stem(job=job, name=name, position=position, size=path.stat().st_size)
+            paths.append(path)
+            report(0.9 + 0.05 * (position + 1) / len(stems))
+        del stems
+        saved = _store_stems(job, paths, report)
+    _commit_stems(job, saved)
+
+
+def _store_stems(job: Job, paths: list[Path], report: "_ProgressReporter") -> list[Stem]:
+    """Copy the encoded stems into storage; on a full or read-only disk remove what was copied."""
+    saved = []
+    try:
+        for position, path in enumerate(paths):
+            stem = Stem(job=job, name=path.stem, position=position, size=path.stat().st_size)
             with path.open("rb") as handle:
-                stem.file.save(path.name, File(handle), save=True)
-            report(0.9 + 0.1 * (position + 1) / len(stems))
+                stem.file.save(path.name, File(handle), save=False)
+            saved.append(stem)
+            report(0.95 + 0.05 * (position + 1) / len(paths))
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS:
+            raise
+        logger.error("Job %s: could not store its stems: %s", job.pk, error)
+        _remove_stored_stems(job)
+        raise StorageFailed(STORAGE_ERRORS[error.errno]) from error
+    return saved
+
+
+def _commit_stems(job: Job, saved: list[Stem]) -> None:
+    """List the stored stems and mark the job succeeded together, or neither (and drop the files)."""
+    with transaction.atomic():
+        if job.mark_succeeded():
+            Stem.objects.bulk_create(saved)
+            return
+    logger.info("Job %s finished but was canceled or superseded meanwhile; its stems are dropped", job.pk)
+    if not Job.objects.filter(pk=job.pk, attempt__gt=job.attempt).exists():
+        _remove_stored_stems(job)  # a newer attempt would share the folder
+
+
+def _remove_stored_stems(job: Job) -> None:
+    """Best effort: on a read-only disk the files cannot be removed, but no row lists them."""
+    try:
+        job.delete_stems()
+    except OSError as error:
+        logger.error("Job %s: could not remove its partial stems: %s", job.pk, error)
 
 
 def _fail(job: Job, message: str) -> None:
-    job.delete_stems()
+    """Fail this attempt and remove its files; a canceled, finished or newer attempt is left alone."""
     if job.mark_failed(message):
+        _remove_stored_stems(job)
         publish_job_state(job)
 
 
-def fail_lost_job(job_id: str, attempt: int) -> None:
+def fail_lost_job(job_id: str, attempt: int, message: str = MSG_WORKER_LOST) -> None:
     """Mark a job whose worker process died mid-run as failed, unless it already finished."""
     job = Job.objects.select_related("owner").filter(pk=job_id, attempt=attempt).first()
     if job is not None and job.status == Job.Status.RUNNING:
         logger.warning("Job %s lost its worker process", job_id)
-        _fail(job, MSG_WORKER_LOST)
+        _fail(job, message)
         publish_queue()
 
 

@@ -14,7 +14,7 @@ from jobs.downloads import file_response
 from jobs.forms import SignupForm, UploadForm
 from jobs.fragments import status_context
 from jobs.limits import LimitExceeded, check_upload_allowed, usage_for
-from jobs.models import Job
+from jobs.models import IdenticalJobActive, Job
 from jobs.submission import submit_job
 from jobs.tasks import MSG_PROCESSING_PAUSED
 
@@ -115,8 +115,15 @@ def job_cancel(request: HttpRequest, job_id) -> HttpResponse:
 @require_POST
 def job_retry(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
-    if not retry_job(job):
-        messages.error(request, "Only a failed or canceled job can be retried.")
+    try:
+        if not retry_job(job):
+            messages.error(request, "Only a failed or canceled job can be retried.")
+    except IdenticalJobActive as error:
+        messages.info(
+            request,
+            "The same track with the same settings is already being separated: here is that job.",
+        )
+        return _back_to(request, error.job.get_absolute_url())
     return _back_to(request, job.get_absolute_url())
 
 

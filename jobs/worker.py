@@ -1,13 +1,17 @@
 """The RQ worker class stemsite runs: RQ's forking worker, with models loaded before forks."""
 
 import ctypes
+import logging
 import os
 import signal
 
 from django.conf import settings
+from redis.exceptions import RedisError
 from rq import Worker
 
-from jobs.tasks import fail_lost_job, preload_model
+from jobs.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model
+
+logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -51,6 +55,21 @@ class SeparationWorker(Worker):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
             fail_lost_job(*job.args)
+
+    def request_force_stop(self, signum, frame):
+        """A second SIGTERM/SIGINT kills the horse (cold shutdown); RQ would leave the row running."""
+        job = None
+        if self.horse_pid:
+            try:
+                job = self.get_current_job()
+            except RedisError as error:
+                logger.warning("Cold shutdown: could not read the current job: %s", error)
+        try:
+            super().request_force_stop(signum, frame)  # returns when it ignores a repeated signal
+        except SystemExit:
+            if job is not None and job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
+                fail_lost_job(*job.args, message=MSG_WORKER_SHUT_DOWN)
+            raise
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:

@@ -117,10 +117,12 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # channels-redis waits on Redis in blocking reads of up to 5 s; redis-py's default socket
 # timeout is also 5 s, which kills idle websockets. The socket timeout must outlast the block.
+# A separate Redis for websocket pushes is possible; pushes are best effort (jobs/events.py).
+CHANNEL_REDIS_URL = env_str("CHANNEL_REDIS_URL", REDIS_URL)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "stemsite"},
+        "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_URL, "socket_timeout": 30}], "prefix": "stemsite"},
     },
 }
 
@@ -165,6 +167,10 @@ STEMSITE_WORKER_MAINTENANCE_INTERVAL = env_int("STEMSITE_WORKER_MAINTENANCE_INTE
 STEMSITE_WORKER_TTL = env_int("STEMSITE_WORKER_TTL", 60, minimum=20)
 # The page banner asks Redis at most once per this many seconds per web process.
 STEMSITE_QUEUE_CHECK_SECONDS = env_float("STEMSITE_QUEUE_CHECK_SECONDS", 5.0)
+
+# Every open job socket re-reads its job this often and sends what changed, so a page catches
+# up even when pushes were dropped (0 turns it off).
+STEMSITE_SOCKET_RESYNC_SECONDS = env_float("STEMSITE_SOCKET_RESYNC_SECONDS", 10.0)
 
 # Uploads and input limits.
 
