@@ -17,7 +17,7 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from jobs.control import cancel_job, retry_job
-from jobs.models import Job, Stem
+from jobs.models import IdenticalJobActive, Job, Stem
 from jobs.tasks import job_timeout
 
 
@@ -99,8 +99,11 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed or canceled jobs")
     def retry_jobs(self, request, queryset):
-        retried = sum(retry_job(job) for job in queryset)
-        self._report(request, retried, len(queryset), "queued again", "not failed or canceled")
+        retried = sum(_retry_unless_identical_active(job) for job in queryset)
+        self._report(
+            request, retried, len(queryset), "queued again",
+            "not failed or canceled, or the same upload is already queued or running",
+        )  # fmt: skip
 
     @admin.action(description="Cancel selected queued or running jobs")
     def cancel_jobs(self, request, queryset):
@@ -240,3 +243,11 @@ class QueueDashboardAdmin(QueueAdmin):
         for pattern in urls:
             pattern.callback = _superuser_only(pattern.callback)
         return urls
+
+
+def _retry_unless_identical_active(job: Job) -> bool:
+    """Retry one job for a bulk action; one with an identical active twin is skipped, not an error."""
+    try:
+        return retry_job(job)
+    except IdenticalJobActive:
+        return False

@@ -77,9 +77,23 @@ def test_retry_action_queues_failed_jobs_again(staff_client, owner, make_job, re
     assert (failed.status, failed.attempt) == ("queued", 2)
     assert done.status == "succeeded"
     assert "1 job queued again." in page
-    assert "1 skipped: not failed or canceled." in page
+    assert "1 skipped: not failed or canceled" in page
     queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
     assert queue.job_ids == [failed.rq_job_id]
+
+
+def test_retry_action_skips_a_job_whose_identical_upload_is_already_active(
+    staff_client, owner, make_job, redis_db
+):
+    failed = make_job(owner, status="failed", error_message="boom", dedupe_key="same-audio-and-options")
+    active = make_job(owner, name="again.wav", status="queued", dedupe_key="same-audio-and-options")
+    response = run_action(staff_client, "retry_jobs", failed)
+
+    assert response.status_code == 200
+    assert "1 skipped" in response.content.decode()
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempt) == ("failed", 1)
+    assert Job.objects.get(pk=active.pk).status == "queued"
 
 
 def test_cancel_action_cancels_unfinished_jobs(staff_client, owner, make_job):
