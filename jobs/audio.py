@@ -157,9 +157,10 @@ def probe(path: str) -> AudioInfo:
     duration = _float(stream.get("duration")) or _float(fmt.get("duration"))
     sample_rate = int(_float(stream.get("sample_rate")))
     channels = int(stream.get("channels") or 0)
-    if duration <= 0 or sample_rate <= 0 or channels <= 0:
+    if sample_rate <= 0 or channels <= 0:
         raise AudioError("This file contains no audio.")
-    return AudioInfo(fmt["format_name"], stream["codec_name"], duration, sample_rate, channels)
+    # A length of 0 means the header states none; check_complete measures it.
+    return AudioInfo(fmt["format_name"], stream["codec_name"], max(0.0, duration), sample_rate, channels)
 
 
 def _is_cover_art(stream: dict) -> bool:
@@ -200,17 +201,21 @@ def decoded_duration(path: str, max_seconds: float, timeout: float) -> float:
     return len(_ffmpeg(command, timeout)) / 2 / rate
 
 
-def check_complete(path: str, info: AudioInfo, timeout: float) -> float:
+def check_complete(path: str, info: AudioInfo, max_seconds: float, timeout: float) -> float:
     """The seconds of audio the file really holds, if they match what its header promises.
 
     Decoders return the part that is there without an error, so lengths are compared: far
     less audio is a cut-off download; far more is a header that lies (a decode bomb), found
-    without decoding more than a little past the promised end.
+    without decoding more than a little past the promised end. A header that states no length
+    is decoded up to a second past `max_seconds`, so the caller can refuse what is too long.
     """
     allowance = 2.0 + info.duration * 0.1
-    present = decoded_duration(path, info.duration + allowance + 1.0, timeout)
+    cap = info.duration + allowance + 1.0 if info.duration > 0 else max_seconds + 1.0
+    present = decoded_duration(path, cap, timeout)
     if present < 0.05:
         raise AudioError("This file contains no audio we can decode.")
+    if info.duration <= 0:
+        return present
     if present < info.duration * 0.98 - 0.5:
         raise AudioError(
             f"This file looks cut off: its header promises {_clock(info.duration)} "

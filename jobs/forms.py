@@ -154,8 +154,10 @@ def check_upload(upload: UploadedFile) -> AcceptedFile:
         if info.format_name not in audio.FAMILY_FORMATS[family]:
             raise audio.AudioError(audio.MSG_NOT_AUDIO)
         _check_duration(info.duration)
-        present = audio.check_complete(path, info, timeout=DECODE_CHECK_TIMEOUT)
-        _check_duration(present)
+        limit = settings.STEMSITE_MAX_DURATION_SECONDS
+        present = audio.check_complete(path, info, max_seconds=limit, timeout=DECODE_CHECK_TIMEOUT)
+        if present > limit:
+            raise audio.AudioError(f"The track is longer than the limit of {limit / 60:.0f} minutes.")
     except audio.AudioError as error:
         raise forms.ValidationError(str(error)) from None
     return AcceptedFile(upload, replace(info, duration=present), content_hash)
