@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
 from jobs import audio
+from jobs.upload_limits import max_file_bytes
 from jobs.options import FORMATS, MODELS, MP3_BITRATES, QUALITIES, SIX_STEMS, JobOptions, stem_label
 
 ALLOWED_EXTENSIONS = {"wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "aif", "aiff", "webm"}
@@ -89,6 +90,15 @@ class UploadForm(forms.Form):
         required=False,
         help_text="Only used for MP3.",
     )
+
+    @property
+    def max_bytes(self) -> int:
+        """For the page's own check before sending: the same limit the server enforces."""
+        return max_file_bytes()
+
+    @property
+    def max_files(self) -> int:
+        return settings.STEMSITE_MAX_FILES_PER_UPLOAD
 
     def clean_files(self) -> list[AcceptedFile]:
         uploads = self.cleaned_data["files"]

@@ -15,6 +15,7 @@ from jobs.forms import SignupForm, UploadForm
 from jobs.fragments import status_context
 from jobs.models import Job
 from jobs.submission import submit_job
+from jobs.upload_limits import refusal_message
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 
@@ -109,6 +110,11 @@ def job_retry(request: HttpRequest, job_id) -> HttpResponse:
     if not retry_job(job):
         messages.error(request, "Only a failed or canceled job can be retried.")
     return _back_to(request, job.get_absolute_url())
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400 page; an upload over the size or file-count limit says which, as a sentence."""
+    return render(request, "400.html", {"message": refusal_message(exception)}, status=400)
 
 
 def _back_to(request: HttpRequest, url: str) -> HttpResponse:

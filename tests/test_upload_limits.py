@@ -1,0 +1,139 @@
+"""Upload size and file-count limits: refused with a sentence while the request arrives, and
+no temporary file is left behind, on a real daphne."""
+
+import asyncio
+import http.client
+import os
+import secrets
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+from jobs.models import Job
+from jobs.upload_limits import RequestBodyLimit
+from tests.conftest import media_files
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def spool_dir(process_env, tmp_path):
+    """Where the live site's upload handler and temporary files go; limits made small: 1 MB, 2 files."""
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    process_env.update(
+        FILE_UPLOAD_TEMP_DIR=str(folder),
+        TMPDIR=str(folder),
+        STEMSITE_MAX_UPLOAD_MB="1",
+        STEMSITE_MAX_FILES_PER_UPLOAD="2",
+    )
+    return folder
+
+
+def multipart(files: dict[str, bytes]) -> tuple[bytes, str]:
+    boundary = secrets.token_hex(16)
+    parts = []
+    for name, data in files.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: audio/mpeg\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def post(site: str, session: str, body: bytes, content_type: str, chunked: bool = False):
+    url = urlsplit(site)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    token = secrets.token_hex(16)
+    headers = {
+        "Content-Type": content_type,
+        "Cookie": f"sessionid={session}; csrftoken={token}",
+        "X-CSRFToken": token,
+    }
+    if chunked:
+        headers["Transfer-Encoding"] = "chunked"
+        chunks = (body[i : i + 256 * 1024] for i in range(0, len(body), 256 * 1024))
+        connection.request("POST", "/jobs/new/", body=chunks, headers=headers, encode_chunked=True)
+    else:
+        connection.request("POST", "/jobs/new/", body=body, headers=headers)
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    return response.status, text
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("files", "chunked", "status", "sentence"),
+    [
+        ({"big.mp3": os.urandom(3 * MB)}, False, 413, "the limit is 1 MB for all files sent together"),
+        ({"big.mp3": os.urandom(3 * MB)}, True, 413, "the limit is 1 MB for all files sent together"),
+        ({"part.mp3": os.urandom(MB + MB // 2)}, False, 400, "the limit is 1 MB for all files sent together"),
+        ({f"{n}.mp3": os.urandom(1000) for n in range(3)}, False, 400, "send at most 2 at once"),
+    ],
+    ids=["content-length-over", "chunked-over", "file-part-over", "too-many-files"],
+)
+def test_refused_upload_answers_with_a_sentence_and_leaves_no_file(
+    spool_dir, live_site, owner_client, media_root, files, chunked, status, sentence
+):
+    session = owner_client.cookies[settings.SESSION_COOKIE_NAME].value
+    body, content_type = multipart(files)
+    assert sorted(spool_dir.iterdir()) == []
+
+    code, page = post(live_site, session, body, content_type, chunked=chunked)
+
+    assert code == status, page[:500]
+    assert sentence in page
+    assert 'role="alert"' in page
+    assert sorted(spool_dir.iterdir()) == []
+    assert not Job.objects.exists()
+    assert media_files(media_root) == []
+
+
+class FakeServer:
+    """The server side of ASGI: hands the body over in chunks and records what comes back."""
+
+    def __init__(self, chunks: int, chunk_bytes: int, content_length: bool):
+        self.remaining, self.chunk_bytes, self.pulled, self.sent = chunks, chunk_bytes, 0, []
+        length = [(b"content-length", str(chunks * chunk_bytes).encode())] if content_length else []
+        self.scope = {"type": "http", "method": "POST", "path": "/jobs/new/", "headers": length}
+
+    async def receive(self):
+        self.pulled += 1
+        self.remaining -= 1
+        return {"type": "http.request", "body": b"x" * self.chunk_bytes, "more_body": self.remaining > 0}
+
+    async def send(self, message):
+        self.sent.append(message)
+
+
+def test_streamed_body_is_cut_off_at_the_chunk_that_crosses_the_limit():
+    server = FakeServer(chunks=100, chunk_bytes=MB // 2, content_length=False)
+    app_calls = []
+
+    async def app(scope, receive, send):
+        app_calls.append(scope)
+        while (await receive())["type"] == "http.request":
+            pass
+
+    asyncio.run(RequestBodyLimit(app, max_bytes=2 * MB)(server.scope, server.receive, server.send))
+
+    assert server.pulled == 5, "nothing past the first chunk over 2 MB may be read"
+    assert server.sent[0]["status"] == 413
+    assert b"too large" in server.sent[1]["body"]
+
+
+def test_declared_oversize_body_is_refused_before_any_byte_is_read():
+    server = FakeServer(chunks=100, chunk_bytes=MB, content_length=True)
+
+    async def app(scope, receive, send):
+        raise AssertionError("the application must not run")
+
+    asyncio.run(RequestBodyLimit(app, max_bytes=2 * MB)(server.scope, server.receive, server.send))
+
+    assert server.pulled == 0
+    assert [m.get("status") for m in server.sent[:1]] == [413]
