@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
 from jobs import audio
-from jobs.upload_limits import max_file_bytes
 from jobs.options import FORMATS, MODELS, MP3_BITRATES, QUALITIES, SIX_STEMS, JobOptions, stem_label
+from jobs.upload_limits import max_file_bytes
 
 ALLOWED_EXTENSIONS = {"wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "aif", "aiff", "webm"}
 DECODE_CHECK_TIMEOUT = 120

@@ -32,7 +32,10 @@ def max_body_bytes() -> int:
 
 def too_large_message() -> str:
     limit = settings.STEMSITE_MAX_UPLOAD_MB
-    return f"This upload is too large: the limit is {limit} MB for all files sent together. Send fewer or smaller files."
+    return (
+        f"This upload is too large: the limit is {limit} MB for all files sent together. "
+        "Send fewer or smaller files."
+    )
 
 
 def too_many_files_message() -> str:
