@@ -150,3 +150,61 @@ async def _refuse(send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def limit_daphne_request_bodies(max_bytes: int) -> bool:
+    """Make daphne refuse a body over `max_bytes` while it streams in, not after.
+
+    daphne (through twisted) writes the whole body to a temporary file before the application
+    is called, so no ASGI middleware can stop a 10 GB upload from filling the disk. Its request
+    class is swapped, once, for one that answers 413 and closes the connection as soon as the
+    Content-Length or the bytes received pass the limit. Returns False, and changes nothing,
+    when daphne's internals are not the ones this was written for.
+    """
+    from daphne import http_protocol
+
+    base = http_protocol.WebRequest
+    if getattr(base, "max_body_bytes", None) is not None:
+        base.max_body_bytes = max_bytes
+        return True
+    if not all(hasattr(base, name) for name in ("gotLength", "handleContentChunk", "process")):
+        logger.warning("daphne's request class has changed; request bodies are limited only after arrival")
+        return False
+
+    class LimitedWebRequest(base):
+        received = 0
+        refused = False
+
+        def gotLength(self, length):
+            super().gotLength(length)
+            if length is not None and length > self.max_body_bytes:
+                self._refuse(f"a declared body of {length} bytes")
+
+        def handleContentChunk(self, data):
+            if self.refused:
+                return
+            self.received += len(data)
+            if self.received > self.max_body_bytes:
+                self._refuse(f"a body of more than {self.max_body_bytes} bytes")
+                return
+            super().handleContentChunk(data)
+
+        def process(self):
+            if not self.refused:
+                return super().process()
+            return None
+
+        def _refuse(self, what: str) -> None:
+            self.refused = True
+            logger.warning("Refused %s to %s", what, self.uri.decode(errors="replace"))
+            body = render_to_string("413.html", {"message": too_large_message()}).encode()
+            head = (
+                "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/html; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            self.channel.transport.write(head.encode() + body)
+            self.channel.transport.loseConnection()
+
+    LimitedWebRequest.max_body_bytes = max_bytes
+    http_protocol.WebRequest = LimitedWebRequest
+    return True

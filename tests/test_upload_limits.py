@@ -5,6 +5,7 @@ import asyncio
 import http.client
 import os
 import secrets
+import select
 from urllib.parse import urlsplit
 
 import pytest
@@ -45,48 +46,93 @@ def multipart(files: dict[str, bytes]) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def post(site: str, session: str, body: bytes, content_type: str, chunked: bool = False):
+def send(site: str, session: str, chunks, content_type: str, length: int | None = None):
+    """POST `chunks` like a client that listens while it sends: it stops once the server answers.
+
+    Returns the status, the page and how many body bytes went out. Without `length`, the body
+    goes chunked.
+    """
     url = urlsplit(site)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
     token = secrets.token_hex(16)
-    headers = {
-        "Content-Type": content_type,
-        "Cookie": f"sessionid={session}; csrftoken={token}",
-        "X-CSRFToken": token,
-    }
-    if chunked:
-        headers["Transfer-Encoding"] = "chunked"
-        chunks = (body[i : i + 256 * 1024] for i in range(0, len(body), 256 * 1024))
-        connection.request("POST", "/jobs/new/", body=chunks, headers=headers, encode_chunked=True)
+    connection.putrequest("POST", "/jobs/new/")
+    connection.putheader("Content-Type", content_type)
+    connection.putheader("Cookie", f"sessionid={session}; csrftoken={token}")
+    connection.putheader("X-CSRFToken", token)
+    if length is None:
+        connection.putheader("Transfer-Encoding", "chunked")
     else:
-        connection.request("POST", "/jobs/new/", body=body, headers=headers)
+        connection.putheader("Content-Length", str(length))
+    connection.endheaders()
+    sent = 0
+    for chunk in chunks:
+        if select.select([connection.sock], [], [], 0)[0]:
+            break  # the server has answered (and may close): stop sending
+        framed = chunk if length is not None else f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        try:
+            connection.sock.sendall(framed)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += len(chunk)
+    else:
+        if length is None:
+            connection.sock.sendall(b"0\r\n\r\n")
     response = connection.getresponse()
-    text = response.read().decode()
+    page = response.read().decode()
     connection.close()
-    return response.status, text
+    return response.status, page, sent
+
+
+def endless(block_bytes: int = 256 * 1024, total: int = 500 * MB):
+    block = os.urandom(block_bytes)
+    for _ in range(total // block_bytes):
+        yield block
+
+
+def pieces(body: bytes, size: int = 256 * 1024) -> list[bytes]:
+    return [body[i : i + size] for i in range(0, len(body), size)]
+
+
+TOO_LARGE = "the limit is 1 MB for all files sent together"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_oversize_body_is_refused_while_it_streams(spool_dir, live_site, owner_client, media_root, chunked):
+    session = owner_client.cookies[settings.SESSION_COOKIE_NAME].value
+    _, content_type = multipart({})
+
+    status, page, sent = send(
+        live_site, session, endless(), content_type, length=None if chunked else 500 * MB
+    )
+
+    assert status == 413, page[:500]
+    assert TOO_LARGE in page
+    assert sent < 50 * MB, "the server must answer long before the 500 MB are sent"
+    assert sorted(spool_dir.iterdir()) == []
+    assert not Job.objects.exists()
+    assert media_files(media_root) == []
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("files", "chunked", "status", "sentence"),
+    ("files", "sentence"),
     [
-        ({"big.mp3": os.urandom(3 * MB)}, False, 413, "the limit is 1 MB for all files sent together"),
-        ({"big.mp3": os.urandom(3 * MB)}, True, 413, "the limit is 1 MB for all files sent together"),
-        ({"part.mp3": os.urandom(MB + MB // 2)}, False, 400, "the limit is 1 MB for all files sent together"),
-        ({f"{n}.mp3": os.urandom(1000) for n in range(3)}, False, 400, "send at most 2 at once"),
+        ({"part.mp3": os.urandom(MB + MB // 2)}, TOO_LARGE),
+        ({f"{n}.mp3": os.urandom(1000) for n in range(3)}, "send at most 2 at once"),
     ],
-    ids=["content-length-over", "chunked-over", "file-part-over", "too-many-files"],
+    ids=["file-part-over", "too-many-files"],
 )
-def test_refused_upload_answers_with_a_sentence_and_leaves_no_file(
-    spool_dir, live_site, owner_client, media_root, files, chunked, status, sentence
+def test_upload_over_a_limit_gets_a_400_page_with_a_sentence_and_leaves_no_file(
+    spool_dir, live_site, owner_client, media_root, files, sentence
 ):
     session = owner_client.cookies[settings.SESSION_COOKIE_NAME].value
     body, content_type = multipart(files)
     assert sorted(spool_dir.iterdir()) == []
 
-    code, page = post(live_site, session, body, content_type, chunked=chunked)
+    status, page, sent = send(live_site, session, pieces(body), content_type, length=len(body))
 
-    assert code == status, page[:500]
+    assert (status, sent) == (400, len(body)), page[:500]
     assert sentence in page
     assert 'role="alert"' in page
     assert sorted(spool_dir.iterdir()) == []
