@@ -10,10 +10,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect, sync_playwright
 
 from jobs.models import Job
 from jobs.upload_limits import RequestBodyLimit
 from tests.conftest import media_files
+from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, log_in
 
 MB = 1024 * 1024
 
@@ -183,3 +185,55 @@ def test_declared_oversize_body_is_refused_before_any_byte_is_read():
 
     assert server.pulled == 0
     assert [m.get("status") for m in server.sent[:1]] == [413]
+
+
+@pytest.fixture
+def browser_page():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser.new_page()
+        browser.close()
+
+
+def posts_to_upload(page) -> list:
+    requests = []
+    page.on("request", lambda request: request.method == "POST" and requests.append(request.url))
+    return requests
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_page_refuses_an_oversize_upload_before_sending_it(
+    spool_dir, live_site, owner, browser_page, make_audio
+):
+    page = browser_page
+    log_in(page, live_site)
+    sent = posts_to_upload(page)
+
+    page.set_input_files("input[type=file]", str(make_audio("long.wav", seconds=20)))
+    page.click("text=Upload and separate")
+
+    expect(page.locator("#upload-form [data-upload-error]")).to_contain_text(TOO_LARGE)
+    assert sent == []
+    page.goto(live_site)
+    expect(page.locator(".empty")).to_have_text("No tracks yet. Upload one above.")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_servers_413_sentence_is_shown_in_the_upload_form(
+    spool_dir, live_site, owner, browser_page, make_audio
+):
+    page = browser_page
+    log_in(page, live_site)
+    page.evaluate("document.querySelector('#upload-form').removeAttribute('data-max-bytes')")
+    sent = posts_to_upload(page)
+
+    page.set_input_files("input[type=file]", str(make_audio("long.wav", seconds=20)))
+    page.click("text=Upload and separate")
+
+    expect(page.locator("#upload-form [data-upload-error]")).to_contain_text(TOO_LARGE)
+    assert len(sent) == 1
+    assert sorted(spool_dir.iterdir()) == []
+    page.goto(live_site)
+    expect(page.locator(".empty")).to_have_text("No tracks yet. Upload one above.")
