@@ -1,10 +1,10 @@
 """Upload size and count limits, enforced while the request arrives rather than after.
 
-Two layers: an ASGI middleware in front of Django refuses a body over the limit at once when
-its Content-Length says so, and counts the bytes of a body without one (chunked) as they come;
-an upload handler refuses the same in Django itself (WSGI, or defence in depth). Neither leaves
-a temporary file behind: nothing is written before the refusal, or Django's own clean-up of an
-interrupted upload removes it.
+Three layers: daphne's request class refuses a body over the limit as it streams in; an ASGI
+middleware in front of Django does the same for servers that hand bodies over as they arrive
+(Content-Length first, then bytes counted, for chunked bodies); an upload handler refuses it in
+Django itself (WSGI, or defence in depth). None leaves a temporary file behind: nothing is
+written before the refusal, or Django's own clean-up of an interrupted upload removes it.
 """
 
 import logging
@@ -88,8 +88,8 @@ class RequestBodyLimit:
     """ASGI middleware: answer 413 to an HTTP request whose body is over `max_bytes`.
 
     Under a server that streams bodies (uvicorn, hypercorn) nothing past the limit is read.
-    daphne receives the whole body before it calls the application, so in front of it the
-    reverse proxy's own limit (nginx `client_max_body_size`) is what stops the bytes.
+    daphne receives the whole body before it calls the application; there
+    `limit_daphne_request_bodies` stops it earlier, and this is the second line.
     """
 
     def __init__(self, app, max_bytes: int):
