@@ -232,7 +232,7 @@ def check_complete(path: str, info: AudioInfo, max_seconds: float, timeout: floa
 def _ffmpeg(command: list[str], timeout: float) -> bytes:
     """Run an ffmpeg decode (argument list, never a shell) and return what it wrote to stdout."""
     return _run(command, timeout, "Decoding this file took too long.",
-                "This file could not be decoded; it may be damaged.")  # fmt: skip
+                "This file could not be decoded as audio; it may be damaged.")  # fmt: skip
 
 
 def _run(command: list[str], timeout: float, slow: str, failed: str) -> bytes:
