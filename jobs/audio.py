@@ -59,6 +59,9 @@ _SAFE_INPUT = [
 ]  # fmt: skip
 
 MSG_NOT_AUDIO = "This file is not audio we can read. Upload a WAV, MP3, FLAC, OGG, Opus or M4A file."
+MSG_SLOW_PROBE = "This file took too long to read; it does not look like a normal audio file."
+MSG_SLOW_DECODE = "Decoding this file took too long."
+MSG_UNDECODABLE = "This file could not be decoded as audio; it may be damaged."
 # Web page markup: a tag a browser would act on, followed by more text. Audio data hits such a
 # run of bytes by chance far less than once in a billion files; metadata text rarely holds tags.
 _MARKUP = re.compile(
@@ -95,7 +98,7 @@ def sniff_family(path: str) -> str:
             size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
             footer = 10 if head[5] & 0x10 else 0
             handle.seek(10 + size + footer)
-            head = handle.read(64)
+            head = handle.read(4096).lstrip(b"\x00")[:64]  # some taggers pad past the tag's size
             family = _family(head)
             if family in ("mp3", "aac", "flac"):
                 return family
@@ -133,13 +136,15 @@ def find_markup(block: bytes) -> bool:
 
 
 def probe(path: str) -> AudioInfo:
-    """Read the container header: exactly one audio stream of an allowed codec, non-zero length."""
+    """Read the container header: exactly one audio stream of an allowed codec.
+
+    A duration of 0 means the header states none; check_complete then measures it.
+    """
     command = [
         "ffprobe", "-v", "error", *_SAFE_INPUT,
         "-print_format", "json", "-show_format", "-show_streams", path,
     ]  # fmt: skip
-    result = _run(command, PROBE_TIMEOUT_SECONDS, "This file took too long to read; it does not look like "
-                  "a normal audio file.", MSG_NOT_AUDIO)  # fmt: skip
+    result = _run(command, PROBE_TIMEOUT_SECONDS, slow=MSG_SLOW_PROBE, failed=MSG_NOT_AUDIO)
     try:
         data = json.loads(result or b"{}")
     except ValueError:
@@ -159,7 +164,6 @@ def probe(path: str) -> AudioInfo:
     channels = int(stream.get("channels") or 0)
     if sample_rate <= 0 or channels <= 0:
         raise AudioError("This file contains no audio.")
-    # A length of 0 means the header states none; check_complete measures it.
     return AudioInfo(fmt["format_name"], stream["codec_name"], max(0.0, duration), sample_rate, channels)
 
 
@@ -231,11 +235,11 @@ def check_complete(path: str, info: AudioInfo, max_seconds: float, timeout: floa
 
 def _ffmpeg(command: list[str], timeout: float) -> bytes:
     """Run an ffmpeg decode (argument list, never a shell) and return what it wrote to stdout."""
-    return _run(command, timeout, "Decoding this file took too long.",
-                "This file could not be decoded as audio; it may be damaged.")  # fmt: skip
+    return _run(command, timeout, slow=MSG_SLOW_DECODE, failed=MSG_UNDECODABLE)
 
 
 def _run(command: list[str], timeout: float, slow: str, failed: str) -> bytes:
+    """Run ffmpeg or ffprobe under the address-space limit; `slow` and `failed` are what users see."""
     limited = ["prlimit", f"--as={MEMORY_LIMIT_BYTES}", "--", *command]
     try:
         result = subprocess.run(limited, capture_output=True, timeout=timeout, check=False)
