@@ -203,7 +203,7 @@ def limit_daphne_request_bodies(max_bytes: int) -> bool:
 
         def _refuse(self, what: str) -> None:
             self.refused = True
-            logger.warning("Refused %s to %s", what, self.uri.decode(errors="replace"))
+            logger.warning("Refused %s from %s", what, self.channel.transport.getPeer())
             body = render_to_string("413.html", {"message": too_large_message()}).encode()
             head = (
                 "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/html; charset=utf-8\r\n"

@@ -6,10 +6,11 @@ import secrets
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
+from django.core.files import File
 from django.urls import reverse
 
 from jobs.fragments import job_row_html, job_status_html
-from jobs.models import Job, upload_label
+from jobs.models import Job, Stem, upload_label
 from stemsite.asgi import application
 from tests.conftest import media_files
 
@@ -98,6 +99,17 @@ def test_hostile_names_are_keys_on_disk_and_escaped_labels_everywhere(
         assert XSS not in html, where
         assert "onerror=alert(1)&gt;" in html, where
     assert XSS not in job_status_html(xss_job)
+
+    for job in jobs:  # every label survives as a download name: no header a browser would refuse
+        stem = Stem(job=job, name="vocals", size=job.input_file.size)
+        with job.input_file.open("rb") as handle:
+            stem.file.save("vocals.mp3", File(handle), save=True)
+        response = owner_client.get(stem.get_absolute_url())
+        assert response.status_code == 200, job.original_name
+        disposition = response["Content-Disposition"]
+        assert disposition.startswith("attachment; filename")
+        assert "\n" not in disposition
+        assert "\x00" not in disposition
 
 
 def test_label_drops_nul_controls_and_paths_even_when_the_parser_let_them_through():
