@@ -1,7 +1,7 @@
 """Upload validation: every file is probed and fully decoded before any job exists."""
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from django import forms
@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from jobs import audio
 from jobs.options import FORMATS, MODELS, MP3_BITRATES, QUALITIES, SIX_STEMS, JobOptions, stem_label
+from jobs.upload_limits import max_file_bytes
 
 ALLOWED_EXTENSIONS = {"wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "aif", "aiff", "webm"}
 DECODE_CHECK_TIMEOUT = 120
@@ -90,6 +91,15 @@ class UploadForm(forms.Form):
         help_text="Only used for MP3.",
     )
 
+    @property
+    def max_bytes(self) -> int:
+        """For the page's own check before sending: the same limit the server enforces."""
+        return max_file_bytes()
+
+    @property
+    def max_files(self) -> int:
+        return settings.STEMSITE_MAX_FILES_PER_UPLOAD
+
     def clean_files(self) -> list[AcceptedFile]:
         uploads = self.cleaned_data["files"]
         limit = settings.STEMSITE_MAX_FILES_PER_UPLOAD
@@ -129,7 +139,11 @@ class UploadForm(forms.Form):
 
 
 def check_upload(upload: UploadedFile) -> AcceptedFile:
-    """Size, extension, container, codec, length and completeness; raises with a sentence."""
+    """Size, extension, magic bytes, container, codec, length and completeness; raises with a sentence.
+
+    The checks run cheapest first, and the decoders only ever see a file whose first bytes
+    already say it is audio of a kind ffprobe must then agree on.
+    """
     limit_mb = settings.STEMSITE_MAX_UPLOAD_MB
     if upload.size == 0:
         raise forms.ValidationError("The file is empty.")
@@ -144,24 +158,46 @@ def check_upload(upload: UploadedFile) -> AcceptedFile:
         )
     path = upload.temporary_file_path()
     try:
+        family = audio.sniff_family(path)
+        content_hash = _sha256_refusing_markup(path)
         info = audio.probe(path)
+        if info.format_name not in audio.FAMILY_FORMATS[family]:
+            raise audio.AudioError(audio.MSG_NOT_AUDIO)
+        _check_duration(info.duration)
         limit = settings.STEMSITE_MAX_DURATION_SECONDS
-        if info.duration > limit:
-            minutes, allowed = info.duration / 60, limit / 60
-            raise audio.AudioError(
-                f"The track is {minutes:.0f} minutes long; the limit is {allowed:.0f} minutes."
-            )
-        audio.check_complete(path, info, timeout=DECODE_CHECK_TIMEOUT)
+        present = audio.check_complete(path, info, max_seconds=limit, timeout=DECODE_CHECK_TIMEOUT)
+        if present > limit:
+            raise audio.AudioError(f"The track is longer than the limit of {limit / 60:.0f} minutes.")
     except audio.AudioError as error:
         raise forms.ValidationError(str(error)) from None
-    return AcceptedFile(upload, info, _sha256(path))
+    return AcceptedFile(upload, replace(info, duration=present), content_hash)
 
 
-def _sha256(path: str) -> str:
+def _check_duration(seconds: float) -> None:
+    limit = settings.STEMSITE_MAX_DURATION_SECONDS
+    if seconds > limit:
+        raise audio.AudioError(
+            f"The track is {seconds / 60:.0f} minutes long; the limit is {limit / 60:.0f} minutes."
+        )
+
+
+def _sha256_refusing_markup(path: str) -> str:
+    """The file's SHA-256, reading it once; refuses a file with web page markup anywhere in it.
+
+    An audio file followed by HTML plays as audio and renders as a page: such polyglots are
+    refused rather than stored.
+    """
     digest = hashlib.sha256()
+    tail = b""
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1024 * 1024), b""):
             digest.update(block)
+            if audio.find_markup(tail + block):
+                raise audio.AudioError(
+                    "This file contains web page code (HTML) besides the audio, so it is not "
+                    "accepted. Export the track again from your audio program and upload that."
+                )
+            tail = block[-audio.MARKUP_WINDOW :]
     return digest.hexdigest()
 
 

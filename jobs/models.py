@@ -1,5 +1,6 @@
 """A Job is one uploaded track and its separation; a Stem is one separated output file."""
 
+import unicodedata
 import uuid
 from pathlib import PurePosixPath
 
@@ -10,6 +11,28 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from jobs.options import JobOptions, stem_label
+
+
+def upload_label(filename: str) -> str:
+    """The user's file name as a display label only (the stored file has a server-made key).
+
+    The last path part, without control or invisible formatting characters (PostgreSQL refuses
+    NUL; a right-to-left override disguises the extension), at most 255 characters with the
+    extension kept. Templates escape it wherever it is shown.
+    """
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(
+        char for char in unicodedata.normalize("NFC", name) if unicodedata.category(char)[0] != "C"
+    )
+    name = " ".join(name.split())
+    if len(name) > LABEL_LENGTH:
+        stem, dot, ext = name.rpartition(".")
+        tail = f".{ext}" if dot and len(ext) <= 8 else ""
+        name = (stem if tail else name)[: LABEL_LENGTH - len(tail)] + tail
+    return name or "audio"
+
+
+LABEL_LENGTH = 255
 
 
 def input_upload_to(job: "Job", filename: str) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from jobs.forms import AcceptedFile
-from jobs.models import Job
+from jobs.models import Job, upload_label
 from jobs.options import JobOptions
 from jobs.tasks import enqueue_separation
 
@@ -49,7 +49,7 @@ def submit_job(owner, accepted: AcceptedFile, options: JobOptions) -> Submission
     upload = accepted.upload
     job = Job(
         owner=owner,
-        original_name=upload.name[:255],
+        original_name=upload_label(upload.name),
         content_hash=accepted.content_hash,
         model_name=options.model,
         options=settings_json,

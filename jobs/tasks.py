@@ -160,14 +160,18 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
         source = Path(workdir) / f"input{suffix}"
         with job.input_file.open("rb") as src, source.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
+        model = separation.load_model(
+            job.model_name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE
+        )
+        report(0.03)
+        # Decoded straight to the model's rate and channels; -t, a timeout and a memory limit
+        # cut off a file whose header understates its length.
         wav, sample_rate = audio.decode(
             str(source),
             max_seconds=settings.STEMSITE_MAX_DURATION_SECONDS,
             timeout=max(60, settings.STEMSITE_MAX_DURATION_SECONDS),
-        )
-        report(0.03)
-        model = separation.load_model(
-            job.model_name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE
+            sample_rate=model.samplerate,
+            channels=model.audio_channels,
         )
         report(0.05)
         quality = options.quality_choice

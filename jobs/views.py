@@ -17,6 +17,7 @@ from jobs.limits import LimitExceeded, check_upload_allowed, usage_for
 from jobs.models import IdenticalJobActive, Job
 from jobs.submission import submit_job
 from jobs.tasks import MSG_PROCESSING_PAUSED
+from jobs.upload_limits import refusal_message
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 
@@ -125,6 +126,11 @@ def job_retry(request: HttpRequest, job_id) -> HttpResponse:
         )
         return _back_to(request, error.job.get_absolute_url())
     return _back_to(request, job.get_absolute_url())
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400 page; an upload over the size or file-count limit says which, as a sentence."""
+    return render(request, "400.html", {"message": refusal_message(exception)}, status=400)
 
 
 def _back_to(request: HttpRequest, url: str) -> HttpResponse:

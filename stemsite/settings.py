@@ -109,8 +109,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Uploads always land in a temporary file, so ffprobe can read them and memory stays flat.
-FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+# Uploads always land in a temporary file, so ffprobe can read them and memory stays flat; the
+# first handler stops a request over the upload limits while it is parsed.
+FILE_UPLOAD_HANDLERS = [
+    "jobs.upload_limits.UploadSizeLimitHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -172,7 +176,10 @@ STEMSITE_QUEUE_CHECK_SECONDS = env_float("STEMSITE_QUEUE_CHECK_SECONDS", 5.0)
 # up even when pushes were dropped (0 turns it off).
 STEMSITE_SOCKET_RESYNC_SECONDS = env_float("STEMSITE_SOCKET_RESYNC_SECONDS", 10.0)
 
-# Uploads and input limits.
+# Uploads and input limits. STEMSITE_MAX_UPLOAD_MB bounds one request (all its files together)
+# in the ASGI middleware (stemsite/asgi.py) and the upload handler (jobs/upload_limits.py);
+# Django's parser refuses more file parts than one upload may hold, with the 400 page.
+DATA_UPLOAD_MAX_NUMBER_FILES = STEMSITE_MAX_FILES_PER_UPLOAD
 
 # Accounts, access and per-user limits.
 # Login throttling (django-axes): failures are counted per account and, separately, per client

@@ -38,3 +38,5 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "jobs.views.bad_request"

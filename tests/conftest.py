@@ -305,3 +305,30 @@ def make_job(make_audio):
         return job
 
     return make
+
+
+# Duration bombs: tiny files that decode to far more audio than they look like.
+
+
+@pytest.fixture(scope="session")
+def hour_of_silence(test_root) -> Path:
+    """An hour of silent 44.1 kHz stereo FLAC: about half a megabyte, 1.2 GB as float32."""
+    path = test_root / "hour.flac"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-t", "3600", str(path)],
+        check=True,
+    )
+    return path
+
+
+def flac_claiming(source: Path, target: Path, seconds: float) -> Path:
+    """A copy of a FLAC whose STREAMINFO header claims `seconds` of audio (0: length unknown)."""
+    data = bytearray(source.read_bytes())
+    assert data[:4] == b"fLaC"
+    assert data[4] & 0x7F == 0, "STREAMINFO must be the first block"
+    fields = int.from_bytes(data[18:26], "big")
+    rate = fields >> 44
+    fields = (fields & ~((1 << 36) - 1)) | int(seconds * rate)
+    data[18:26] = fields.to_bytes(8, "big")
+    target.write_bytes(data)
+    return target

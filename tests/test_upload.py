@@ -1,12 +1,14 @@
 """Uploading: good audio becomes one queued job; bad input gets a clear error and leaves nothing."""
 
 import django_rq
+import numpy as np
 import pytest
+import soundfile
 from django.conf import settings
 from django.urls import reverse
 
 from jobs.models import Job
-from tests.conftest import media_files
+from tests.conftest import flac_claiming, media_files
 
 pytestmark = pytest.mark.django_db
 
@@ -102,6 +104,20 @@ def _empty(tmp_path):
     return path
 
 
+def _mp3_with_html_appended(make_audio):
+    """Plays as an mp3 and renders as a page: a polyglot."""
+    path = make_audio("polyglot.mp3", seconds=2)
+    with path.open("ab") as handle:
+        handle.write(b"<html><body><script>alert(document.cookie)</script></body></html>")
+    return path
+
+
+def _zero_duration(tmp_path):
+    path = tmp_path / "silence.wav"
+    soundfile.write(path, np.zeros((0, 2), dtype=np.float32), 44100)
+    return path
+
+
 def _executable(tmp_path):
     path = tmp_path / "tool.exe"
     path.write_bytes(b"MZ" + b"\0" * 200)
@@ -116,8 +132,18 @@ def _executable(tmp_path):
         (lambda tmp, audio: _empty(tmp), "The file is empty"),
         (lambda tmp, audio: _truncated_mp3(audio), "looks cut off"),
         (lambda tmp, audio: _executable(tmp), "not supported"),
+        (lambda tmp, audio: _mp3_with_html_appended(audio), "contains web page code (HTML)"),
+        (lambda tmp, audio: _zero_duration(tmp), "contains no audio"),
     ],
-    ids=["text-renamed-mp3", "html-renamed-mp3", "empty", "truncated-mp3", "wrong-extension"],
+    ids=[
+        "text-renamed-mp3",
+        "html-renamed-mp3",
+        "empty",
+        "truncated-mp3",
+        "wrong-extension",
+        "mp3-with-html-appended",
+        "zero-duration",
+    ],
 )
 def test_bad_input_gets_a_clear_error_and_leaves_nothing(
     owner_client, make_audio, tmp_path, media_root, make_bad_file, message
@@ -146,6 +172,37 @@ def test_overlong_track_is_refused(owner_client, make_audio, settings):
     response = post_file(owner_client, make_audio("long.flac", seconds=90, rate=8000, channels=1))
     assert "the limit is 1 minutes" in response.content.decode()
     assert not Job.objects.exists()
+
+
+def test_hour_of_silent_flac_is_refused_by_its_length(owner_client, hour_of_silence, media_root):
+    assert hour_of_silence.stat().st_size < 1024 * 1024
+    response = post_file(owner_client, hour_of_silence, htmx=True)
+    assert "The track is 60 minutes long; the limit is 20 minutes." in response.content.decode()
+    assert not Job.objects.exists()
+    assert media_files(media_root) == []
+
+
+@pytest.mark.parametrize(
+    ("claimed", "message"),
+    [
+        (10, "holds more audio than its header says (0:10)"),
+        (0, "longer than the limit of 20 minutes"),
+    ],
+    ids=["header-says-ten-seconds", "header-gives-no-length"],
+)
+def test_flac_whose_header_lies_about_its_length_is_refused(
+    owner_client, hour_of_silence, tmp_path, media_root, claimed, message
+):
+    lying = flac_claiming(hour_of_silence, tmp_path / "short.flac", seconds=claimed)
+    response = post_file(owner_client, lying, htmx=True)
+    assert message in response.content.decode()
+    assert not Job.objects.exists()
+    assert media_files(media_root) == []
+
+
+def test_job_records_the_decoded_length_not_the_header(owner_client, make_audio):
+    post_file(owner_client, make_audio("song.mp3", seconds=3))
+    assert Job.objects.get().duration_seconds == pytest.approx(3, abs=0.01)
 
 
 def test_hostile_file_name_never_becomes_a_path(owner_client, make_audio, tmp_path):
