@@ -107,7 +107,7 @@ def separate(
             device=options.device,
             callback=tracker,
         )
-    out = out * std + mean
+        out.mul_(std).add_(mean)  # in place: a second copy of every stem would raise the peak
     return dict(zip(model.sources, out[0].cpu(), strict=False))
 
 
