@@ -51,6 +51,16 @@ def stem_upload_to(stem: "Stem", filename: str) -> str:
     return f"jobs/{stem.job_id}/stems/{slugify(stem.name)}.{ext}"
 
 
+def preview_upload_to(stem: "Stem", filename: str) -> str:
+    ext = PurePosixPath(filename).suffix.lstrip(".")
+    return f"jobs/{stem.job_id}/previews/{slugify(stem.name)}.{ext}"
+
+
+def export_upload_to(export: "MixExport", filename: str) -> str:
+    ext = PurePosixPath(filename).suffix.lstrip(".")
+    return f"jobs/{export.job_id}/exports/{export.pk}.{ext}"
+
+
 class IdenticalJobActive(Exception):
     """A retry would make a second active job for the same audio and options."""
 
@@ -261,6 +271,13 @@ class Stem(models.Model):
     position = models.PositiveSmallIntegerField(default=0, help_text="the model's order of stems")
     file = models.FileField(upload_to=stem_upload_to, max_length=255)
     size = models.PositiveBigIntegerField(default=0)
+    peaks = models.JSONField(
+        default=list, blank=True, help_text="loudest |sample| per short window, 0..1, for the waveform"
+    )
+    preview = models.FileField(
+        upload_to=preview_upload_to, max_length=255, blank=True,
+        help_text="a compressed copy the player streams when the stem itself is lossless",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["job", "position", "name"]
@@ -283,3 +300,37 @@ class Stem(models.Model):
     @property
     def download_name(self) -> str:
         return f"{self.job.display_name} - {self.name}.{self.extension}"
+
+
+class MixExport(models.Model):
+    """One custom mix of a job's stems (per-stem gains), rendered to one file by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Mixing"
+        SUCCEEDED = "succeeded", "Ready"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="exports")
+    settings_key = models.CharField(
+        max_length=64, help_text="hash of the gains and format: same mix, same file"
+    )
+    settings = models.JSONField(default=dict, help_text="effective gain per stem, after mute and solo")
+    output_format = models.CharField(max_length=16)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    file = models.FileField(upload_to=export_upload_to, max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "settings_key"], name="one_export_per_mix_settings")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job.original_name}: mix ({self.get_status_display()})"
