@@ -246,5 +246,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"rq.worker": {"level": "INFO"}},
+    # axes announces itself at INFO in every process; its warnings (lock-outs) still show.
+    "loggers": {"rq.worker": {"level": "INFO"}, "axes": {"level": "WARNING"}},
 }
