@@ -19,7 +19,8 @@ def compute_peaks(samples: np.ndarray, sample_rate: int, scale: float = 1.0) -> 
     window = max(1, sample_rate // PEAKS_PER_SECOND)
     padded = np.pad(loudest, (0, -len(loudest) % window))
     peaks = padded.reshape(-1, window).max(axis=1)
-    return np.round(np.clip(peaks, 0.0, 1.0).astype(np.float64), 3).tolist()  # float64: 0.123, not 0.1230000034
+    # Rounded as float64: float32's 0.123 would be written out as 0.12300000339746475.
+    return np.round(np.clip(peaks, 0.0, 1.0).astype(np.float64), 3).tolist()
 
 
 def encoder_scale(samples: np.ndarray) -> float:
