@@ -52,6 +52,10 @@ MSG_NOT_QUEUED = (
     "Try the export again in a little while."
 )
 MSG_STORAGE = "The server ran out of storage space while saving the mix, so it was not kept. Try again later."
+MSG_STEM_UNREADABLE = (
+    "A stem of this track could not be read back, so the mix was not made. Separate the track again, "
+    "then export the mix."
+)
 MSG_INTERNAL = "The mix failed because of an error on the server. The site's staff can see the details."
 MSG_WORKER_LOST = "The worker stopped unexpectedly while mixing. Try the export again."
 
@@ -121,7 +125,8 @@ def render_export(export_id: str) -> None:
     try:
         name, size = _render(export)
     except audio.AudioError as error:
-        _fail(export, str(error))
+        logger.error("Mix export %s: a stem could not be decoded: %s", export.pk, error)
+        _fail(export, MSG_STEM_UNREADABLE)
     except OSError as error:
         if error.errno not in STORAGE_ERRORS:
             logger.exception("Mix export %s failed", export.pk)

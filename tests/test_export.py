@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.files import File
 from django.urls import reverse
 
-from jobs.exports import effective_gains, settings_key
+from jobs.exports import MSG_STEM_UNREADABLE, effective_gains, settings_key
 from jobs.models import MixExport, Stem
 from stemsite.asgi import application
 from tests.conftest import media_files
@@ -212,6 +212,26 @@ def test_deleting_a_job_removes_its_exports_and_previews(
 
     assert media_files(media_root) == []
     assert MixExport.objects.count() == 0
+
+
+def test_unreadable_stem_fails_the_export_with_a_sentence_and_no_file(
+    owner_client, owner, make_job, run_worker, media_root
+):
+    job = make_job(owner)
+    stem = job.stems.get(name="vocals")
+    with open(stem.file.path, "wb") as handle:
+        handle.write(b"not audio at all" * 1000)
+    export = export_in(post_export(owner_client, job, "flac"))
+
+    assert run_worker().returncode == 0
+
+    export.refresh_from_db()
+    assert export.status == "failed"
+    assert export.error_message == MSG_STEM_UNREADABLE
+    assert not export.file
+    assert not [path for path in media_files(media_root) if "/exports/" in str(path)]
+    page = post_export(owner_client, job, "flac").content.decode()
+    assert 'data-status="queued"' in page, "asking again renders it again"
 
 
 def test_export_progress_and_result_reach_the_job_socket(owner_client, owner, make_job, run_worker):
