@@ -1,6 +1,10 @@
 """Serving stored files to their owner, with HTTP Range support so players can seek."""
 
+import io
 import re
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
 
 from django.core.files.storage import Storage
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -50,3 +54,48 @@ def _read_range(storage: Storage, name: str, start: int, end: int):
                 break
             remaining -= len(data)
             yield data
+
+
+class _Sink(io.RawIOBase):
+    """A write-only stream that hands back what was written since the last `take`."""
+
+    def __init__(self):
+        super().__init__()
+        self.buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.buffer += data
+        return len(data)
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+
+def zip_stream(entries: Iterable[tuple[str, Storage, str]]) -> Iterator[bytes]:
+    """A zip of stored files `(name in the zip, storage, stored name)`, produced CHUNK by CHUNK.
+
+    Entries are stored, not compressed (audio barely compresses), and written to a stream that
+    cannot seek, so sizes and checksums follow each entry: memory holds one chunk, whatever the
+    size of the files.
+    """
+    return (chunk for chunk in _zip_chunks(entries) if chunk)
+
+
+def _zip_chunks(entries: Iterable[tuple[str, Storage, str]]) -> Iterator[bytes]:
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for arcname, storage, name in entries:
+            info = zipfile.ZipInfo(arcname, date_time=time.localtime()[:6])
+            info.compress_type = zipfile.ZIP_STORED
+            info.file_size = storage.size(name)  # lets zipfile choose zip64 for a file over 2 GB
+            with storage.open(name, "rb") as source, archive.open(info, "w") as target:
+                while chunk := source.read(CHUNK):
+                    target.write(chunk)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobs.eta import estimates
-from jobs.fragments import job_row_html, job_status_html
-from jobs.models import Job
+from jobs.fragments import export_html, job_row_html, job_status_html
+from jobs.models import Job, MixExport
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,11 @@ def publish_job_state(job: Job) -> None:
             (user_group(job.owner_id), job_row_html(job)),
         ]
     )
+
+
+def publish_export_state(export: MixExport) -> None:
+    """Send a mix export's block to its job's page; htmx swaps it by its id."""
+    _send([(job_group(export.job_id), export_html(export))])
 
 
 def publish_queue() -> None:

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
 from jobs import audio
+from jobs.exports import MAX_GAIN, effective_gains
 from jobs.options import FORMATS, MODELS, MP3_BITRATES, QUALITIES, SIX_STEMS, JobOptions, stem_label
 from jobs.upload_limits import max_file_bytes
 
@@ -219,3 +220,39 @@ class SignupForm(UserCreationForm):
         if email and self._meta.model.objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email address already exists.")
         return email
+
+
+class MixExportForm(forms.Form):
+    """The mixer's settings as the export form posts them: a format, and per stem S `gain_S`
+    (0..2, 1 when absent), `mute_S` and `solo_S`."""
+
+    FORMAT_MESSAGE = "Choose a format for the mix: MP3, WAV or FLAC."
+
+    output_format = forms.ChoiceField(
+        choices=[("mp3", "MP3"), ("wav", "WAV"), ("flac", "FLAC")],
+        error_messages={"required": FORMAT_MESSAGE, "invalid_choice": FORMAT_MESSAGE},
+    )
+
+    def __init__(self, data, stems):
+        super().__init__(data)
+        self.stems = list(stems)
+        for stem in self.stems:
+            message = f"The level of {stem.label} must be a number from 0 to 2."
+            self.fields[f"gain_{stem.name}"] = forms.FloatField(
+                required=False, min_value=0, max_value=MAX_GAIN,
+                error_messages={"invalid": message, "min_value": message, "max_value": message},
+            )  # fmt: skip
+            self.fields[f"mute_{stem.name}"] = forms.BooleanField(required=False)
+            self.fields[f"solo_{stem.name}"] = forms.BooleanField(required=False)
+
+    def effective_gains(self) -> dict[str, float]:
+        data = self.cleaned_data
+        gains = {
+            s.name: 1.0 if data[f"gain_{s.name}"] is None else data[f"gain_{s.name}"] for s in self.stems
+        }
+        muted = {s.name for s in self.stems if data[f"mute_{s.name}"]}
+        soloed = {s.name for s in self.stems if data[f"solo_{s.name}"]}
+        return effective_gains(gains, muted, soloed)
+
+    def error_sentences(self) -> list[str]:
+        return [message for messages in self.errors.values() for message in messages]

@@ -245,18 +245,33 @@ class Job(models.Model):
         return same.exclude(pk=self.pk).first()
 
     def delete_with_files(self) -> None:
-        """Remove the job, its stems and every stored file: nothing of the upload stays behind."""
+        """Remove the job, its stems, its mix exports and every stored file: nothing of the upload stays."""
         self.delete_stems()
+        self.delete_exports()
         self.input_file.delete(save=False)
         self.delete()
 
     def delete_stems(self) -> None:
-        """Remove every stem row and file, including files a killed run wrote without a row."""
+        """Remove every stem row, file and preview, including files a killed run wrote without a row."""
         for stem in self.stems.all():
             stem.file.delete(save=False)
+            if stem.preview:
+                stem.preview.delete(save=False)
             stem.delete()
+        self._delete_folder("stems")
+        self._delete_folder("previews")
+
+    def delete_exports(self) -> None:
+        """Remove every mix export row and file, including files of a render that was cut off."""
+        for export in self.exports.all():
+            if export.file:
+                export.file.delete(save=False)
+            export.delete()
+        self._delete_folder("exports")
+
+    def _delete_folder(self, kind: str) -> None:
         storage = self.input_file.storage
-        folder = f"jobs/{self.pk}/stems"
+        folder = f"jobs/{self.pk}/{kind}"
         try:
             _, leftovers = storage.listdir(folder)
         except FileNotFoundError:
@@ -334,3 +349,49 @@ class MixExport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job.original_name}: mix ({self.get_status_display()})"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    def get_absolute_url(self) -> str:
+        return reverse("export_file", args=[self.job_id, self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def download_name(self) -> str:
+        return f"{self.job.display_name} - mix.{self.output_format}"
+
+    def _transition(self, allowed: tuple, **fields) -> bool:
+        """Write `fields` only if the export is still in an `allowed` status (see Job._transition)."""
+        updated = MixExport.objects.filter(pk=self.pk, status__in=allowed).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def mark_running(self) -> bool:
+        return self._transition((self.Status.QUEUED,), status=self.Status.RUNNING, progress=0)
+
+    def set_progress(self, percent: int) -> bool:
+        return self._transition((self.Status.RUNNING,), progress=max(0, min(100, int(percent))))
+
+    def mark_succeeded(self, name: str, size: int) -> bool:
+        """List the stored file and finish together: a ready export always has its whole file."""
+        return self._transition(
+            (self.Status.RUNNING,), status=self.Status.SUCCEEDED, progress=100, file=name, size=size,
+            finished_at=timezone.now(),
+        )  # fmt: skip
+
+    def mark_failed(self, message: str) -> bool:
+        return self._transition(
+            (self.Status.QUEUED, self.Status.RUNNING), status=self.Status.FAILED, error_message=message,
+            finished_at=timezone.now(),
+        )  # fmt: skip
+
+    def requeue(self) -> bool:
+        """Run a failed export again (the same settings: the row is reused, not duplicated)."""
+        return self._transition(
+            (self.Status.FAILED,), status=self.Status.QUEUED, progress=0, error_message="", finished_at=None
+        )

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import django_rq
@@ -22,6 +23,7 @@ from jobs import audio, separation
 from jobs.events import publish_job_state, publish_queue
 from jobs.models import Job, Stem
 from jobs.options import JobOptions
+from jobs.peaks import compute_peaks, encoder_scale
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ STORAGE_ERRORS = {
     errno.EFBIG: MSG_STORAGE_FULL,
     errno.EROFS: MSG_STORAGE_READ_ONLY,
 }
+
+
+# The player streams this compressed copy of a lossless stem (a 5-minute WAV stem is 50 MB).
+PREVIEW_BITRATE = 192
 
 
 class StorageFailed(Exception):
@@ -186,28 +192,55 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
         del wav
         if options.two_stems:
             stems = separation.two_stems(stems, options.two_stems)
-        fmt = options.format_choice
-        paths = []
+        encoded = []
         for position, (name, samples) in enumerate(stems.items()):
-            path = Path(workdir) / f"{name}.{fmt.extension}"
-            separation.encode(samples, path, model.samplerate, fmt.bits, fmt.as_float, options.mp3_bitrate)
-            paths.append(path)
+            encoded.append(_encode_stem(name, samples, Path(workdir), model.samplerate, options))
             report(0.9 + 0.05 * (position + 1) / len(stems))
         del stems
-        saved = _store_stems(job, paths, report)
+        saved = _store_stems(job, encoded, report)
     _commit_stems(job, saved)
 
 
-def _store_stems(job: Job, paths: list[Path], report: "_ProgressReporter") -> list[Stem]:
-    """Copy the encoded stems into storage; on a full or read-only disk remove what was copied."""
+@dataclass(frozen=True)
+class _EncodedStem:
+    name: str
+    path: Path
+    preview: Path | None
+    peaks: list[float]
+
+
+def _encode_stem(
+    name: str, samples: torch.Tensor, workdir: Path, rate: int, options: JobOptions
+) -> _EncodedStem:
+    """The stem in the chosen format, its waveform peaks, and an MP3 preview when the format is lossless."""
+    fmt = options.format_choice
+    array = samples.numpy()
+    peaks = compute_peaks(array, rate, encoder_scale(array))
+    path = workdir / f"{name}.{fmt.extension}"
+    separation.encode(samples, path, rate, fmt.bits, fmt.as_float, options.mp3_bitrate)
+    preview = None
+    if fmt.lossless:
+        preview = workdir / "previews" / f"{name}.mp3"
+        preview.parent.mkdir(exist_ok=True)
+        separation.encode(samples, preview, rate, mp3_bitrate=PREVIEW_BITRATE)
+    return _EncodedStem(name, path, preview, peaks)
+
+
+def _store_stems(job: Job, encoded: list[_EncodedStem], report: "_ProgressReporter") -> list[Stem]:
+    """Copy stems and previews into storage; on a full or read-only disk remove what was copied."""
     saved = []
     try:
-        for position, path in enumerate(paths):
-            stem = Stem(job=job, name=path.stem, position=position, size=path.stat().st_size)
-            with path.open("rb") as handle:
-                stem.file.save(path.name, File(handle), save=False)
+        for position, item in enumerate(encoded):
+            stem = Stem(
+                job=job, name=item.name, position=position, size=item.path.stat().st_size, peaks=item.peaks
+            )
+            with item.path.open("rb") as handle:
+                stem.file.save(item.path.name, File(handle), save=False)
+            if item.preview is not None:
+                with item.preview.open("rb") as handle:
+                    stem.preview.save(item.preview.name, File(handle), save=False)
             saved.append(stem)
-            report(0.95 + 0.05 * (position + 1) / len(paths))
+            report(0.95 + 0.05 * (position + 1) / len(encoded))
     except OSError as error:
         if error.errno not in STORAGE_ERRORS:
             raise

@@ -1,25 +1,31 @@
 """Thin views: parse the request, call one function, render."""
 
+from pathlib import PurePosixPath
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from jobs.control import cancel_job, retry_job
-from jobs.downloads import file_response
-from jobs.forms import SignupForm, UploadForm
+from jobs.downloads import file_response, zip_stream
+from jobs.exports import request_export
+from jobs.forms import MixExportForm, SignupForm, UploadForm
+from jobs.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
 from jobs.fragments import status_context
 from jobs.limits import LimitExceeded, check_upload_allowed, usage_for
-from jobs.models import IdenticalJobActive, Job
+from jobs.models import IdenticalJobActive, Job, MixExport
 from jobs.submission import submit_job
 from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.upload_limits import refusal_message
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+MSG_NO_STEMS_TO_MIX = "Only a finished separation can be mixed: this track has no stems yet."
 
 
 def _get_job_for_user(request: HttpRequest, job_id) -> Job:
@@ -89,16 +95,69 @@ def stem_file(request: HttpRequest, job_id, stem_name: str) -> HttpResponse:
     stem = job.stems.filter(name=stem_name).first()
     if stem is None:
         raise Http404("No such stem.")
+    play = "play" in request.GET
+    served = stem.preview if play and stem.preview else stem.file
+    extension = PurePosixPath(served.name).suffix.lstrip(".")
     response = file_response(
         request,
-        stem.file.storage,
-        stem.file.name,
-        filename=stem.download_name,
-        content_type=CONTENT_TYPES.get(stem.extension, "application/octet-stream"),
-        as_attachment="play" not in request.GET,
+        served.storage,
+        served.name,
+        filename=stem.download_name
+        if served == stem.file
+        else f"{job.display_name} - {stem.name}.{extension}",
+        content_type=CONTENT_TYPES.get(extension, "application/octet-stream"),
+        as_attachment=not play,
     )
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@login_required
+@require_GET
+def stems_zip(request: HttpRequest, job_id) -> HttpResponse:
+    """Every stem of the job in one zip, streamed as it is written."""
+    job = _get_job_for_user(request, job_id)
+    stems = list(job.stems.all())
+    if not stems:
+        raise Http404("This track has no stems yet.")
+    entries = [(stem.download_name, stem.file.storage, stem.file.name) for stem in stems]
+    response = StreamingHttpResponse(zip_stream(entries), content_type="application/zip")
+    response["Content-Disposition"] = content_disposition_header(True, f"{job.display_name} - stems.zip")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_POST
+def export_create(request: HttpRequest, job_id) -> HttpResponse:
+    """Queue (or find) the mix of the posted mixer settings; answers with its status block."""
+    job = _get_job_for_user(request, job_id)
+    if job.status != Job.Status.SUCCEEDED:
+        return render(request, EXPORT_FRAGMENT, {"errors": [MSG_NO_STEMS_TO_MIX]}, status=400)
+    form = MixExportForm(request.POST, job.stems.all())
+    if not form.is_valid():
+        return render(request, EXPORT_FRAGMENT, {"errors": form.error_sentences()}, status=400)
+    export = request_export(job, form.effective_gains(), form.cleaned_data["output_format"])
+    return render(request, EXPORT_FRAGMENT, {"export": export, "job": job})
+
+
+@login_required
+@require_GET
+def export_file(request: HttpRequest, job_id, export_id) -> HttpResponse:
+    """A finished mix for its owner, as a download."""
+    job = _get_job_for_user(request, job_id)
+    export = job.exports.filter(pk=export_id, status=MixExport.Status.SUCCEEDED).first()
+    if export is None:
+        raise Http404("No such mix.")
+    export.job = job
+    return file_response(
+        request,
+        export.file.storage,
+        export.file.name,
+        filename=export.download_name,
+        content_type=CONTENT_TYPES.get(export.output_format, "application/octet-stream"),
+        as_attachment=True,
+    )
 
 
 @login_required

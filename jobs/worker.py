@@ -9,6 +9,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rq import Worker
 
+from jobs.exports import fail_lost_export
 from jobs.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class SeparationWorker(Worker):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
             fail_lost_job(*job.args)
+        elif job.func_name == "jobs.exports.render_export" and len(job.args) == 1:
+            fail_lost_export(*job.args)
 
     def request_force_stop(self, signum, frame):
         """A second SIGTERM/SIGINT kills the horse (cold shutdown); RQ would leave the row running."""

@@ -307,6 +307,30 @@ def make_job(make_audio):
     return make
 
 
+@pytest.fixture
+def make_export(make_audio):
+    """A finished mix export with a real (mp3) file: `make_export(job)`."""
+    from django.core.files import File
+
+    from jobs.models import MixExport
+
+    def make(job, gains=None, output_format="mp3", status="succeeded") -> MixExport:
+        gains = gains or {stem.name: 1.0 for stem in job.stems.all()}
+        export = MixExport.objects.create(
+            job=job, settings_key=f"test-{len(gains)}-{output_format}-{sorted(gains.items())}"[:64],
+            settings={"gains": gains}, output_format=output_format, status=status,
+        )  # fmt: skip
+        if status == "succeeded":
+            source = make_audio("mix.mp3", seconds=1)
+            with source.open("rb") as handle:
+                export.file.save(f"mix.{output_format}", File(handle), save=False)
+            export.size = source.stat().st_size
+            export.save()
+        return export
+
+    return make
+
+
 # Duration bombs: tiny files that decode to far more audio than they look like.
 
 

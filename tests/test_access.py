@@ -44,13 +44,17 @@ def fill(parts: tuple, job, object_id) -> tuple[str, bool]:
     """The URL of a route with its arguments filled, and whether it names an object.
 
     UUID and ids take `object_id` (the owner's job, or a missing one); a stem's name or number
-    takes the owner's first stem.
+    takes the owner's first stem; a mix export's id takes the owner's first export.
     """
     stem = job.stems.first()
+    export = job.exports.first()
     url, names_object = "", False
 
     def value(name: str, converter) -> str:
         nonlocal names_object
+        if name == "export_id":
+            names_object = True
+            return str(export.pk)
         if isinstance(converter, UUIDConverter) or name.endswith("id"):
             names_object = True
             return str(object_id)
@@ -109,8 +113,11 @@ def snapshot(job):
     return job.status, job.attempt, sorted(job.stems.values_list("name", flat=True))
 
 
-def test_every_route_hides_another_users_job(outsider_client, outsider, owner, make_job, media_root):
+def test_every_route_hides_another_users_job(
+    outsider_client, outsider, owner, make_job, make_export, media_root
+):
     job = make_job(owner, name="Secret Song.wav")
+    make_export(job)
     before, files_before = snapshot(job), media_files(media_root)
     routes = site_routes(job)
     owned = [r for r in routes if r[2] and r[3]]
@@ -133,9 +140,10 @@ def test_every_route_hides_another_users_job(outsider_client, outsider, owner, m
         assert media_files(media_root) == files_before, f"{url} touched another user's files"
 
 
-def test_owner_reaches_the_routes_the_walk_fills(owner_client, owner, make_job):
+def test_owner_reaches_the_routes_the_walk_fills(owner_client, owner, make_job, make_export):
     """The walk's URLs point at real objects: the owner gets them, so a 404 above means refusal."""
     job = make_job(owner)
+    make_export(job)
     for url, _, names_object, site_own in site_routes(job):
         if names_object and site_own:
             response = owner_client.get(url)

@@ -127,3 +127,24 @@ def test_outsider_cannot_delete(outsider_client, owner, make_job, media_root):
     assert outsider_client.post(reverse("job_delete", args=[job.pk])).status_code == 404
     assert type(job).objects.filter(pk=job.pk).exists()
     assert len(media_files(media_root)) == 5
+
+
+def test_finished_job_page_gives_the_player_every_stem_with_its_peaks(owner_client, owner, make_job):
+    job = make_job(owner, duration_seconds=1.0)
+    job.stems.filter(name="bass").update(peaks=[0.5, 0.25])
+
+    context = owner_client.get(job.get_absolute_url()).context
+
+    stems = context["mixer_stems"]
+    assert [stem["name"] for stem in stems] == ["drums", "bass", "other", "vocals"]
+    bass = stems[1]
+    url = reverse("stem_file", args=[job.pk, "bass"])
+    assert bass == {
+        "name": "bass", "label": job.stems.get(name="bass").label, "url": f"{url}?play", "download": url,
+        "peaks": [0.5, 0.25], "peaks_per_second": 50, "duration": 1.0,
+    }  # fmt: skip
+
+
+def test_unfinished_job_page_has_no_player_data(owner_client, owner, make_job):
+    job = make_job(owner, status="running")
+    assert "mixer_stems" not in owner_client.get(job.get_absolute_url()).context

@@ -10,6 +10,7 @@ from django.urls import reverse
 from jobs import audio
 from jobs.models import Job
 from jobs.options import MODELS
+from jobs.peaks import PEAKS_PER_SECOND
 from jobs.tasks import job_timeout
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,6 +50,9 @@ def test_each_model_gives_its_own_stems(owner_client, make_audio, run_worker):
             info = audio.probe(stem.file.path)
             assert (info.codec, info.sample_rate, info.channels) == ("mp3", 44100, 2)
             assert info.duration == pytest.approx(3, abs=0.06)
+            assert len(stem.peaks) == 3 * PEAKS_PER_SECOND, stem.name
+            assert 0 < max(stem.peaks) <= 1, stem.name
+            assert not stem.preview, "an mp3 stem is its own preview"
     assert result.stderr.count("Loaded model htdemucs_ft ") == 1
 
 
@@ -71,6 +75,11 @@ def test_lossless_formats(owner_client, make_audio, run_worker, output_format, c
         info = audio.probe(stem.file.path)
         assert (info.codec, info.sample_rate, info.channels) == (codec, 44100, 2)
         assert info.duration == pytest.approx(2, abs=0.01)
+        assert len(stem.peaks) == 2 * PEAKS_PER_SECOND, stem.name
+        assert 0 < max(stem.peaks) <= 1, stem.name
+        assert stem.preview.name == f"jobs/{job.pk}/previews/{stem.name}.mp3"
+        preview = audio.probe(stem.preview.path)
+        assert (preview.codec, preview.sample_rate, preview.channels) == ("mp3", 44100, 2)
     if output_format == "flac":
         assert soundfile.info(job.stems.first().file.path).subtype == "PCM_24"
 

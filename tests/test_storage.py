@@ -79,7 +79,8 @@ def test_the_same_job_succeeds_once_there_is_space_again(owner_client, make_audi
     assert job.status == "succeeded", result.stderr
     assert sorted(job.stems.values_list("name", flat=True)) == ["bass", "drums", "other", "vocals"]
     assert all(stem.file.size == stem.size > 500_000 for stem in job.stems.all())
-    assert len(media_files(small_disk)) == 1 + 4
+    assert len(media_files(small_disk)) == 1 + 4 + 4  # the upload, the WAV stems and their MP3 previews
+    assert all(stem.preview.size > 0 for stem in job.stems.all())
 
 
 def test_read_only_disk_fails_the_job_with_a_sentence_and_keeps_no_stems(
