@@ -259,3 +259,31 @@ def test_mixer_fits_a_phone_and_a_desktop(live_site, owner, finished_job, browse
             assert box["width"] >= 44, f"{name}: touch target too narrow: {box}"
             assert box["height"] >= 44, f"{name}: touch target too low: {box}"
         page.context.close()
+
+
+def test_a_pushed_status_block_keeps_the_playing_mixer(live_site, owner, finished_job, page):
+    """An export's socket sends the job's status block on connect; the mixer survives the swap."""
+    open_mixer(page, live_site, finished_job)
+    page.click(".stem[data-stem=bass] [data-mute]")
+    page.click("[data-play]")
+    before = wait_for(page, lambda s: s["playing"], "play")
+    page.evaluate("document.querySelector('[data-mixer]').marked = true")
+
+    page.evaluate(
+        """job => {
+          const socket = Object.assign(document.createElement('div'), {id: 'listener'});
+          socket.setAttribute('hx-ext', 'ws');
+          socket.setAttribute('ws-connect', `/ws/jobs/${job}/`);
+          document.querySelector('#mix-exports').append(socket);
+          document.body.addEventListener('htmx:oobAfterSwap', () => { window.statusSwapped = true; });
+          htmx.process(socket);
+        }""",
+        str(finished_job.pk),
+    )
+    page.wait_for_function("window.statusSwapped === true")
+    assert page.evaluate("document.querySelector('[data-mixer]').marked") is True, "the same mixer element"
+    after = state(page)
+    assert after["playing"] is True
+    assert after["starts"] == before["starts"], "playback was not restarted"
+    assert after["gains"]["bass"] == 0
+    expect(page.locator(".stem[data-stem=bass] [data-mute]")).to_have_attribute("aria-pressed", "true")
