@@ -57,10 +57,13 @@ class Mixer {
     row.querySelector("[data-wave]").hidden = false;
     row.querySelector("[data-controls]").hidden = false;
     const volume = row.querySelector("[data-volume]");
+    const showVolume = () => volume.setAttribute("aria-valuetext", `${Math.round(track.volume * 100)}%`);
     volume.addEventListener("input", () => {
       track.volume = Number(volume.value);
+      showVolume();
       this.applyGains();
     });
+    showVolume();
     const mute = row.querySelector("[data-mute]");
     mute.addEventListener("click", () => {
       track.muted = !track.muted;
@@ -124,23 +127,30 @@ class Mixer {
   async read(response, track) {
     const total = Number(response.headers.get("Content-Length")) || 0;
     if (!response.body || !total) return response.arrayBuffer();
-    const data = new Uint8Array(total);
+    const chunks = [];
     const reader = response.body.getReader();
     let received = 0;
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      data.set(value, received);
+      chunks.push(value);
       received += value.length;
-      track.status.textContent = `Loading… ${Math.round((received / total) * 100)}%`;
+      track.status.textContent = `Loading… ${Math.min(100, Math.round((received / total) * 100))}%`;
     }
-    return data.buffer.slice(0, received);
+    const data = new Uint8Array(received);
+    let at = 0;
+    for (const chunk of chunks) {
+      data.set(chunk, at);
+      at += chunk.length;
+    }
+    return data.buffer;
   }
 
   loaded() {
     const pending = this.tracks.filter((track) => track.row.dataset.loading === "true").length;
     const ready = this.tracks.filter((track) => track.buffer);
-    this.loadingText.textContent = pending ? `Loading audio: ${this.tracks.length - pending} of ${this.tracks.length} stems ready` : "";
+    const count = this.tracks.length;
+    this.loadingText.textContent = pending ? `Loading audio: ${count - pending} of ${count} stems ready` : "";
     if (pending || !ready.length) return;
     this.setDuration(Math.max(...ready.map((track) => track.buffer.duration)));
     this.playButton.disabled = false;
@@ -280,7 +290,7 @@ class Mixer {
       const to = Math.max(from + 1, Math.floor(((x + 1) / width) * peaks.length));
       let peak = 0;
       for (let i = from; i < to && i < peaks.length; i++) peak = Math.max(peak, peaks[i]);
-      const half = Math.max(0.5, peak * middle);
+      const half = Math.max(0.5, peak * (middle - 2));
       context.fillRect(x, middle - half, 1, half * 2);
     }
     track.canvas.dataset.drawn = String(peaks.length);
@@ -313,7 +323,7 @@ class Mixer {
 let mixer = null;
 
 function start(root) {
-  const element = root.querySelector ? root.querySelector("[data-mixer]") || (root.matches?.("[data-mixer]") ? root : null) : null;
+  const element = root.matches?.("[data-mixer]") ? root : root.querySelector?.("[data-mixer]");
   if (!element || element.dataset.started) return;
   element.dataset.started = "true";
   mixer = new Mixer(element);
