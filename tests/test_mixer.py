@@ -5,6 +5,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pytest
@@ -190,6 +191,15 @@ def test_mute_and_solo_set_the_gain_of_every_stem(live_site, owner, finished_job
 
     page.click(".stem[data-stem=other] [data-mute]")
     page.click(".stem[data-stem=drums] [data-solo]")
+    page.screenshot(path=SCREENSHOTS / "mixer-muted-and-soloed.png", full_page=True)
+    ink = {
+        name: page.eval_on_selector(
+            f".stem[data-stem={name}] canvas",
+            "c => Array.from(c.getContext('2d').getImageData(c.width >> 1, c.height >> 1, 1, 1).data)",
+        )
+        for name in STEM_TONES
+    }
+    assert ink["drums"] != ink["other"] == ink["bass"] == ink["vocals"], f"silent stems look silent: {ink}"
     fields = page.eval_on_selector("form.export", "form => Object.fromEntries(new FormData(form).entries())")
     assert {key: value for key, value in fields.items() if key[:5] in ("gain_", "mute_", "solo_")} == {
         "gain_drums": "1", "gain_bass": "1", "gain_other": "1", "gain_vocals": "1.5",
@@ -287,3 +297,43 @@ def test_a_pushed_status_block_keeps_the_playing_mixer(live_site, owner, finishe
     assert after["starts"] == before["starts"], "playback was not restarted"
     assert after["gains"]["bass"] == 0
     expect(page.locator(".stem[data-stem=bass] [data-mute]")).to_have_attribute("aria-pressed", "true")
+
+
+def test_export_form_posts_the_mixer_settings_and_shows_the_answer_first(
+    live_site, owner, finished_job, page
+):
+    """The client's half of the export: the form sends the controls' values; the answer goes on top.
+
+    The server's answer is stood in for here (its own tests cover it); the request is the real one.
+    """
+    sent = []
+
+    def answer(route):
+        sent.append(route.request.post_data)
+        route.fulfill(
+            status=200,
+            content_type="text/html",
+            body='<div id="export-1" class="mix-export" data-status="queued">Queued</div>',
+        )
+
+    page.route(f"**/jobs/{finished_job.pk}/exports/", answer)
+    open_mixer(page, live_site, finished_job)
+    page.evaluate(
+        "document.querySelector('#mix-exports')"
+        ".insertAdjacentHTML('beforeend', '<div class=\"mix-export\" id=\"export-0\"></div>')"
+    )
+    page.click(".stem[data-stem=vocals] [data-mute]")
+    page.click(".stem[data-stem=bass] [data-solo]")
+    page.locator(".stem[data-stem=bass] [data-volume]").fill("0.25")
+    page.select_option("select[name=output_format]", "flac")
+    page.click("form.export button[type=submit]")
+
+    expect(page.locator("#mix-exports > .mix-export").first).to_have_attribute("id", "export-1")
+    expect(page.locator("#mix-exports > .mix-export")).to_have_count(2)
+    fields = dict(parse_qsl(sent[0]))
+    assert fields.pop("csrfmiddlewaretoken")
+    assert fields == {
+        "output_format": "flac",
+        "gain_drums": "1", "gain_bass": "0.25", "gain_other": "1", "gain_vocals": "1",
+        "mute_vocals": "on", "solo_bass": "on",
+    }  # fmt: skip

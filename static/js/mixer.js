@@ -46,7 +46,7 @@ class Mixer {
     const gain = this.context.createGain();
     gain.connect(this.master);
     const track = {
-      stem, row, gain, buffer: null, volume: 1, muted: false, soloed: false,
+      stem, row, gain, buffer: null, volume: 1, muted: false, soloed: false, silent: false,
       canvas: row.querySelector("canvas"),
       playhead: row.querySelector(".playhead"),
       status: row.querySelector("[data-stem-loading]"),
@@ -176,7 +176,10 @@ class Mixer {
         track.gain.gain.cancelScheduledValues(now);
         track.gain.gain.value = value;
       }
-      track.row.classList.toggle("silent", value === 0);
+      if (track.row.classList.toggle("silent", value === 0) !== track.silent) {
+        track.silent = value === 0;
+        this.draw(track);
+      }
       track.exportGain.value = String(track.volume);
       track.exportMute.disabled = !track.muted;
       track.exportSolo.disabled = !track.soloed;
