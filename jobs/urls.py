@@ -1,13 +1,6 @@
-from django.http import Http404
 from django.urls import path
 
 from jobs import views
-
-
-def _not_yet(request, **kwargs):
-    """Stand-in routes until the server branch lands."""
-    raise Http404("Not built yet.")
-
 
 urlpatterns = [
     path("", views.job_list, name="job_list"),
@@ -17,7 +10,4 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/retry/", views.job_retry, name="job_retry"),
     path("jobs/<uuid:job_id>/delete/", views.job_delete, name="job_delete"),
     path("jobs/<uuid:job_id>/stems/<slug:stem_name>/", views.stem_file, name="stem_file"),
-    path("jobs/<uuid:job_id>/stems.zip", _not_yet, name="stems_zip"),
-    path("jobs/<uuid:job_id>/exports/", _not_yet, name="export_create"),
-    path("jobs/<uuid:job_id>/exports/<uuid:export_id>/", _not_yet, name="export_file"),
 ]
