@@ -12,25 +12,7 @@ ROW_TEMPLATE = "jobs/job_list.html#job-row"
 def status_context(job: Job, estimate: Estimate | None = None) -> dict:
     if estimate is None and not job.is_finished:
         estimate = estimates().get(job.pk)
-    return {"job": job, "estimate": estimate, "mixer_stems": mixer_stems(job)}
-
-
-def mixer_stems(job: Job) -> list[dict]:
-    """What the player needs of each stem (stand-in until the server branch lands)."""
-    if job.status != Job.Status.SUCCEEDED:
-        return []
-    return [
-        {
-            "name": stem.name,
-            "label": stem.label,
-            "url": f"{stem.get_absolute_url()}?play",
-            "download": stem.get_absolute_url(),
-            "peaks": stem.peaks,
-            "peaks_per_second": 50,
-            "duration": job.duration_seconds,
-        }
-        for stem in job.stems.all()
-    ]
+    return {"job": job, "estimate": estimate}
 
 
 def job_status_html(job: Job, estimate: Estimate | None = None) -> str:
