@@ -67,11 +67,13 @@ def test_upload_and_watch_the_job_succeed_without_reloading(live_site, owner, pa
     stems = page.locator(".stem")
     expect(stems).to_have_count(4)
     expect(page.locator(".stem-name")).to_have_text(["drums", "bass", "other", "vocals"])
-    duration = page.locator("audio").first.evaluate(
-        "audio => new Promise(done => audio.readyState >= 1 ? done(audio.duration)"
-        " : audio.addEventListener('loadedmetadata', () => done(audio.duration)))"
+    # The player arrived with the pushed status block and decodes every stem.
+    page.wait_for_function(
+        "() => { const s = window.stemsiteMixer.state();"
+        " return s && Object.values(s.loaded).every(Boolean) && Object.keys(s.loaded).length === 4; }",
+        timeout=60_000,
     )
-    assert duration == pytest.approx(15, abs=0.2)
+    assert page.evaluate("window.stemsiteMixer.state().duration") == pytest.approx(15, abs=0.2)
     page.screenshot(path=SCREENSHOTS / "job-succeeded.png", full_page=True)
 
     with page.expect_download() as download:

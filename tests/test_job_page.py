@@ -1,5 +1,8 @@
 """Job pages and stem files: the owner (and staff) see them; for anyone else they do not exist."""
 
+import json
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -12,12 +15,14 @@ def stem_url(job, name="vocals", play=False):
     return reverse("stem_file", args=[job.pk, name]) + ("?play" if play else "")
 
 
-def test_owner_sees_status_players_and_download_links(owner_client, owner, make_job):
+def test_owner_sees_status_player_data_and_download_links(owner_client, owner, make_job):
     job = make_job(owner)
     page = owner_client.get(job.get_absolute_url()).content.decode()
     assert 'data-status="succeeded"' in page
+    data = re.search(r'<script id="mixer-stems" type="application/json">(.*?)</script>', page).group(1)
+    player = {stem["name"]: stem for stem in json.loads(data)}
     for name in ("bass", "drums", "other", "vocals"):
-        assert f'src="{stem_url(job, name)}?play"' in page
+        assert player[name]["url"] == stem_url(job, name, play=True)
         assert f'href="{stem_url(job, name)}"' in page
     assert "ws-connect" not in page, "a finished job needs no live socket"
 
