@@ -13,12 +13,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from jobs.events import job_group, user_group
-from jobs.fragments import job_row_html, job_status_html
+from jobs.fragments import export_html, job_row_html, job_status_html
 from jobs.models import Job
 
 # Close codes in the application range; a refused socket never reaches accept().
 NOT_FOUND = 4404
 RECENT_ROWS = 50
+RECENT_EXPORTS = 20
 # What a page shows of a job; a change in any of these is worth sending again.
 SHOWN_FIELDS = ("pk", "status", "progress", "attempt", "error_message")
 
@@ -74,11 +75,18 @@ class JobConsumer(_ForwardingConsumer):
         await self.join_and_catch_up(job_group(self.job_id))
 
     def snapshot(self, shown):
+        """The job's block and its recent mix exports' blocks, each only when it changed."""
         job = Job.objects.filter(pk=self.job_id).first()
         if job is None:
             return shown, "", True
-        now = tuple(getattr(job, name) for name in SHOWN_FIELDS)
-        return now, job_status_html(job) if now != shown else "", job.is_finished
+        exports = list(job.exports.order_by("-created_at")[:RECENT_EXPORTS])
+        job_now = tuple(getattr(job, name) for name in SHOWN_FIELDS)
+        exports_now = {export.pk: (export.status, export.progress) for export in exports}
+        job_before, exports_before = shown or (None, {})
+        parts = [job_status_html(job)] if job_now != job_before else []
+        parts += [export_html(e) for e in exports if exports_before.get(e.pk) != exports_now[e.pk]]
+        finished = job.is_finished and all(export.is_finished for export in exports)
+        return (job_now, exports_now), "".join(parts), finished
 
 
 class JobListConsumer(_ForwardingConsumer):

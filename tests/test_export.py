@@ -263,3 +263,29 @@ def test_export_progress_and_result_reach_the_job_socket(owner_client, owner, ma
     assert seen[-1] == "succeeded"
     assert reverse("export_file", args=[job.pk, export.pk]) in html
     assert "ws-connect" not in html
+
+
+def test_socket_that_missed_an_exports_pushes_gets_its_state_on_connect(
+    owner_client, owner, make_job, make_export
+):
+    """A page reconnecting after the last push (htmx reopens the socket on every swap) catches up."""
+    job = make_job(owner)
+    export = make_export(job, status="running")
+    cookie = f"sessionid={owner_client.cookies['sessionid'].value}".encode()
+    type(export).objects.filter(pk=export.pk).update(status="succeeded")  # its push went nowhere
+
+    async def connect_once():
+        socket = WebsocketCommunicator(
+            application,
+            f"/ws/jobs/{job.pk}/",
+            headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)],
+        )
+        connected, _ = await socket.connect()
+        assert connected
+        html = await socket.receive_from(timeout=10)
+        await socket.disconnect()
+        return html
+
+    html = async_to_sync(connect_once)()
+    assert f'id="export-{export.pk}"' in html
+    assert re.search(rf'id="export-{export.pk}"[^>]*data-status="succeeded"', html)

@@ -337,3 +337,30 @@ def test_export_form_posts_the_mixer_settings_and_shows_the_answer_first(
         "gain_drums": "1", "gain_bass": "0.25", "gain_other": "1", "gain_vocals": "1",
         "mute_vocals": "on", "solo_bass": "on",
     }  # fmt: skip
+
+
+def test_export_button_produces_a_downloadable_mix(live_site, owner, finished_job, page):
+    """The whole export from the page: the live worker renders it and the link downloads a real file."""
+    open_mixer(page, live_site, finished_job)
+    page.click(".stem[data-stem=vocals] [data-mute]")
+    page.select_option("select[name=output_format]", "wav")
+    page.click("form.export button[type=submit]")
+
+    link = page.locator("#mix-exports a.download")
+    expect(link).to_be_visible(timeout=90_000)
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename.endswith(" - mix.wav")
+    audio, rate = soundfile.read(download.path(), always_2d=True)
+    assert (rate, audio.shape[1]) == (44100, 2)
+    assert abs(len(audio) / rate - SECONDS) < 0.1
+
+
+def test_refused_mix_settings_show_their_sentence_in_the_page(live_site, owner, finished_job, page):
+    open_mixer(page, live_site, finished_job)
+    page.evaluate("document.querySelector('[data-export-gain=\"bass\"]').value = '5'")
+    page.click("form.export button[type=submit]")
+
+    refusal = page.locator("#mix-exports .mix-export[data-status=refused] .error")
+    expect(refusal).to_contain_text("bass")

@@ -345,3 +345,11 @@ document.addEventListener("keydown", (event) => {
 // A finished job's mixer arrives either with the page or in a status block pushed when the job ends.
 document.addEventListener("htmx:load", (event) => start(event.target));
 start(document);
+
+// A refused mix answers 400 with the same fragment, carrying the sentences: show it like any answer.
+document.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "mix-exports" && event.detail.xhr.status === 400) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
