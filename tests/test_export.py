@@ -235,17 +235,20 @@ def test_unreadable_stem_fails_the_export_with_a_sentence_and_no_file(
     assert 'data-status="queued"' in page, "asking again renders it again"
 
 
+def job_socket(job, client) -> WebsocketCommunicator:
+    """The job page's websocket, opened with the client's session from the site's own origin."""
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    return WebsocketCommunicator(
+        application, f"/ws/jobs/{job.pk}/", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)]
+    )
+
+
 def test_export_progress_and_result_reach_the_job_socket(owner_client, owner, make_job, run_worker):
     job = make_job(owner)
-    cookie = f"sessionid={owner_client.cookies['sessionid'].value}".encode()
     export = export_in(post_export(owner_client, job, "mp3", gain_bass="0"))
 
     async def watch():
-        socket = WebsocketCommunicator(
-            application,
-            f"/ws/jobs/{job.pk}/",
-            headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)],
-        )
+        socket = job_socket(job, owner_client)
         connected, _ = await socket.connect()
         assert connected
         await socket.receive_from(timeout=10)  # the job's own block, sent on connect
@@ -273,14 +276,9 @@ def test_socket_sends_an_export_change_that_was_never_pushed(
     settings.STEMSITE_SOCKET_RESYNC_SECONDS = 0.2
     job = make_job(owner)
     export = make_export(job, status="running")
-    cookie = f"sessionid={owner_client.cookies['sessionid'].value}".encode()
 
     async def watch():
-        socket = WebsocketCommunicator(
-            application,
-            f"/ws/jobs/{job.pk}/",
-            headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)],
-        )
+        socket = job_socket(job, owner_client)
         connected, _ = await socket.connect()
         assert connected
         await socket.receive_from(timeout=10)  # the current state, sent on connect
