@@ -106,6 +106,9 @@ class Job(models.Model):
         default=0, help_text="times a lost run (its worker vanished) was queued again automatically"
     )
     input_size = models.PositiveBigIntegerField(default=0, help_text="bytes of the uploaded file")
+    callback_url = models.URLField(
+        max_length=500, blank=True, help_text="receives a signed POST when the job finishes (API)"
+    )
     dedupe_key = models.CharField(
         max_length=64,
         blank=True,
@@ -395,3 +398,54 @@ class MixExport(models.Model):
         return self._transition(
             (self.Status.FAILED,), status=self.Status.QUEUED, progress=0, error_message="", finished_at=None
         )
+
+
+class ApiToken(models.Model):
+    """A personal API token: shown once when created, stored only as a SHA-256 hash."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="what the owner uses it for")
+    prefix = models.CharField(max_length=12, help_text="the token's first characters, to tell tokens apart")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.name} ({self.prefix}…)"
+
+
+class WebhookSecret(models.Model):
+    """The key a user's webhook events are signed with (HMAC-SHA256); one per user."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret"
+    )
+    secret = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"webhook secret of {self.user}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver a job's event to its callback URL, kept for staff to inspect."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    event = models.CharField(max_length=32)
+    url = models.URLField(max_length=500)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    succeeded = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.url} (attempt {self.attempt})"
