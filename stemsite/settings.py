@@ -153,6 +153,8 @@ STEMSITE_MAX_DURATION_SECONDS = env_int("STEMSITE_MAX_DURATION_SECONDS", 20 * 60
 # stops it. The full htdemucs model needs about 0.7 s per second of audio on a 2-core CPU.
 STEMSITE_TIMEOUT_PER_AUDIO_SECOND = env_float("STEMSITE_TIMEOUT_PER_AUDIO_SECOND", 6.0)
 STEMSITE_TIMEOUT_BASE_SECONDS = env_int("STEMSITE_TIMEOUT_BASE_SECONDS", 600, minimum=1)
+# Finished jobs older than this many days are deleted by `manage.py purge_expired_jobs` (0: never).
+STEMSITE_RETENTION_DAYS = env_int("STEMSITE_RETENTION_DAYS", 30, minimum=0)
 STEMSITE_PROGRESS_INTERVAL = env_float("STEMSITE_PROGRESS_INTERVAL", 0.25)
 
 # Reliability: worker supervision, the reconciler, recovery of lost jobs.
