@@ -3,7 +3,8 @@
 `manage.py rqworker` quits on an unhandled exception (Redis restarting mid-job is one), and a
 bare process manager then stops or forgets it. This command keeps N workers running: it restarts
 any that exits (with a growing delay while it keeps failing, e.g. Redis is down), runs the
-reconciler every STEMSITE_RECONCILE_INTERVAL seconds, and on SIGTERM or SIGINT asks every worker
+reconciler every STEMSITE_RECONCILE_INTERVAL seconds, runs RQ's scheduler in the first worker (so
+delayed jobs such as webhook retries run when due), and on SIGTERM or SIGINT asks every worker
 for a warm shutdown (the running job finishes) and waits for them; a second signal is forwarded
 too, which makes RQ stop the running jobs.
 """
@@ -21,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from redis.exceptions import RedisError
 
+from jobs.metrics import process_exited
 from jobs.reconcile import reconcile
 from jobs.worker import die_with_parent
 
@@ -101,12 +103,17 @@ class Command(BaseCommand):
                 slot.number, process.pid, _describe_exit(process.returncode), ran, slot.delay,
             )  # fmt: skip
             slot.delay = min(MAX_RESTART_DELAY, slot.delay * 2)
+            process_exited(process.pid)
             slot.process = None
         if now < slot.restart_at:
             return
         supervisor = os.getpid()
+        command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", settings.STEMSITE_QUEUE]
+        if slot.number == 1:
+            # RQ's scheduler moves delayed jobs (webhook retries) onto the queue when they are due.
+            command.append("--with-scheduler")
         slot.process = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "rqworker", settings.STEMSITE_QUEUE],
+            command,
             # Its own process group: a Ctrl-C in the terminal, or honcho's signal to our group,
             # reaches the supervisor only, which forwards exactly one warm-shutdown signal. If the
             # supervisor itself is killed, its workers and their jobs die too (nothing is left
