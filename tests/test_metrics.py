@@ -7,6 +7,8 @@ from django.test import override_settings
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobs import tasks
+from jobs.metrics import failure_reason
 from jobs.tasks import enqueue_separation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,3 +89,19 @@ def test_bearer_token_scrapes_and_a_wrong_one_does_not(client, metrics_dir):
 def test_without_a_configured_token_no_bearer_is_accepted(client):
     with override_settings(STEMSITE_METRICS_TOKEN=""):
         assert client.get(reverse("metrics"), HTTP_AUTHORIZATION="Bearer ").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (tasks.MSG_OUT_OF_MEMORY, "out_of_memory"),
+        (tasks.MSG_WORKER_LOST, "worker_lost"),
+        (tasks.MSG_WORKER_SHUT_DOWN, "worker_shut_down"),
+        (tasks.MSG_INTERNAL, "internal"),
+        (tasks.MSG_STORAGE_FULL, "storage"),
+        (tasks.MSG_STORAGE_READ_ONLY, "storage"),
+        (tasks.timeout_message(90), "timeout"),
+    ],
+)
+def test_each_failure_message_has_its_reason_code(message, reason):
+    assert failure_reason(message) == reason

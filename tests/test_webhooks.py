@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -65,9 +66,11 @@ def receiver():
         server.close()
 
 
-def verify(secret: str, headers: dict, body: bytes) -> bool:
+def verify(secret: str, headers, body: bytes, tolerance: int = 300) -> bool:
     """The README's verification recipe, as a receiver would run it."""
     timestamp = headers["X-Stemsite-Timestamp"]
+    if abs(time.time() - int(timestamp)) > tolerance:
+        return False
     expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest("sha256=" + expected, headers["X-Stemsite-Signature"])
 
