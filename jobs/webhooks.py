@@ -49,7 +49,9 @@ def check_callback_url(url: str) -> None:
     if parts.username or parts.password:
         raise ValueError("The callback URL must not contain a user name or password.")
     try:
-        found = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+        found = socket.getaddrinfo(
+            host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
     except (socket.gaierror, UnicodeError):
         raise ValueError(f"The callback URL's host {host} cannot be resolved.") from None
     if settings.STEMSITE_WEBHOOK_ALLOW_PRIVATE or host.lower() in settings.STEMSITE_WEBHOOK_ALLOWED_HOSTS:

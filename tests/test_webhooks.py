@@ -237,3 +237,22 @@ def test_account_page_shows_the_secret_and_rotates_it(owner, owner_client, outsi
     assert rotated != secret
     assert rotated.encode() in owner_client.get(reverse("account")).content
     assert secret.encode() not in outsider_client.get(reverse("account")).content
+
+
+def test_staff_can_send_an_event_again(owner, make_job, receiver, run_worker, staff_client):
+    server = receiver()
+    job = make_job(owner, status="canceled", callback_url=server.url)
+    delivery = WebhookDelivery.objects.create(job=job, event="job.canceled", url=server.url, status_code=500)
+
+    response = staff_client.post(
+        reverse("admin:jobs_webhookdelivery_changelist"),
+        {"action": "redeliver_events", "_selected_action": [delivery.pk]},
+    )
+    run_worker(ALLOW_LOCAL)
+
+    assert response.status_code == 302
+    assert len(server.requests) == 1
+    headers, body = server.requests[0]
+    assert verify(secret_for(owner).secret, headers, body)
+    latest = WebhookDelivery.objects.filter(job=job).order_by("-attempt").first()
+    assert (latest.attempt, latest.succeeded) == (2, True)
