@@ -17,8 +17,9 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from jobs.control import cancel_job, retry_job
-from jobs.models import IdenticalJobActive, Job, Stem
+from jobs.models import IdenticalJobActive, Job, Stem, WebhookDelivery
 from jobs.tasks import job_timeout
+from jobs.webhooks import redeliver
 
 
 class StemInline(admin.TabularInline):
@@ -251,3 +252,26 @@ def _retry_unless_identical_active(job: Job) -> bool:
         return retry_job(job)
     except IdenticalJobActive:
         return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every webhook attempt, read-only: what was sent where, and what the receiver answered."""
+
+    list_display = ("created_at", "event", "job", "url", "attempt", "status_code", "succeeded", "duration_ms")
+    list_filter = ("event", "succeeded")
+    search_fields = ("url", "job__id", "job__original_name")
+    list_select_related = ("job",)
+    readonly_fields = [field.name for field in WebhookDelivery._meta.fields]
+    actions = ["redeliver_events"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Send these events again", permissions=["view"])
+    def redeliver_events(self, request, queryset):
+        sent = sum(redeliver(delivery) for delivery in queryset.select_related("job"))
+        self.message_user(request, f"{sent} event(s) queued for delivery again.", messages.SUCCESS)

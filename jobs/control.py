@@ -12,6 +12,7 @@ from rq.job import Job as RQJob
 from jobs.events import publish_job_state, publish_queue
 from jobs.models import Job
 from jobs.tasks import enqueue_separation
+from jobs.webhooks import queue_job_event
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def cancel_job(job: Job) -> bool:
     job.delete_stems()
     publish_job_state(job)
     publish_queue()
+    queue_job_event(job)
     return True
 
 

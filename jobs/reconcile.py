@@ -22,8 +22,10 @@ from rq.utils import utcparse
 from rq.worker import Worker
 
 from jobs.events import publish_job_state, publish_queue
+from jobs.metrics import count_failure
 from jobs.models import Job
 from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
+from jobs.webhooks import queue_job_event
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ def _resolve_lost_run(job: Job, result: Reconciliation) -> None:
         logger.warning("Job %s lost its worker again: failed", job.pk)
         job.delete_stems()
         publish_job_state(job)
+        queue_job_event(job)
+        count_failure(MSG_WORKER_LOST)
         result.failed.append(job.pk)
 
 

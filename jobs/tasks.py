@@ -24,6 +24,7 @@ from jobs.events import publish_job_state, publish_queue
 from jobs.models import Job, Stem
 from jobs.options import JobOptions
 from jobs.peaks import compute_peaks, encoder_scale
+from jobs.webhooks import queue_job_event
 
 logger = logging.getLogger(__name__)
 
@@ -253,9 +254,12 @@ def _store_stems(job: Job, encoded: list[_EncodedStem], report: "_ProgressReport
 def _commit_stems(job: Job, saved: list[Stem]) -> None:
     """List the stored stems and mark the job succeeded together, or neither (and drop the files)."""
     with transaction.atomic():
-        if job.mark_succeeded():
+        succeeded = job.mark_succeeded()
+        if succeeded:
             Stem.objects.bulk_create(saved)
-            return
+    if succeeded:
+        queue_job_event(job)
+        return
     logger.info("Job %s finished but was canceled or superseded meanwhile; its stems are dropped", job.pk)
     if not Job.objects.filter(pk=job.pk, attempt__gt=job.attempt).exists():
         _remove_stored_stems(job)  # a newer attempt would share the folder
@@ -274,6 +278,7 @@ def _fail(job: Job, message: str) -> None:
     if job.mark_failed(message):
         _remove_stored_stems(job)
         publish_job_state(job)
+        queue_job_event(job)
 
 
 def fail_lost_job(job_id: str, attempt: int, message: str = MSG_WORKER_LOST) -> None:
@@ -294,6 +299,7 @@ def job_stopped(rq_job, connection, *args, **kwargs) -> None:
     job.delete_stems()
     if job.mark_canceled():
         publish_job_state(job)
+        queue_job_event(job)
     publish_queue()
 
 

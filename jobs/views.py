@@ -23,6 +23,7 @@ from jobs.models import IdenticalJobActive, Job, MixExport
 from jobs.submission import submit_job
 from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.upload_limits import refusal_message
+from jobs.webhooks import rotate_secret, secret_for
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 MSG_NO_STEMS_TO_MIX = "Only a finished separation can be mixed: this track has no stems yet."
@@ -215,7 +216,21 @@ def job_delete(request: HttpRequest, job_id) -> HttpResponse:
 @login_required
 @require_GET
 def account(request: HttpRequest) -> HttpResponse:
-    return render(request, "registration/account.html", {"usage": usage_for(request.user)})
+    return render(
+        request,
+        "registration/account.html",
+        {"usage": usage_for(request.user), "webhook_secret": secret_for(request.user)},
+    )
+
+
+@login_required
+@require_POST
+def webhook_secret_rotate(request: HttpRequest) -> HttpResponse:
+    rotate_secret(request.user)
+    messages.success(
+        request, "Your webhook secret was replaced: events are signed with the new one from now on."
+    )
+    return redirect("account")
 
 
 @require_http_methods(["GET", "POST"])

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 
 from jobs.exports import fail_lost_export
+from jobs.metrics import observe_finished_job
 from jobs.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model
 
 logger = logging.getLogger(__name__)
@@ -19,6 +20,8 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 class SeparationWorker(Worker):
     """Each job runs in a forked work horse (isolated, killable); the parent keeps the models.
+
+    The parent records each finished separation's metrics (jobs.metrics), after its horse ended.
 
     The parent loads a job's model just before forking it, so the horse inherits it warm and the
     parent's bounded cache serves every later job of that model.
@@ -44,7 +47,11 @@ class SeparationWorker(Worker):
         if job.meta.get("model"):
             preload_model(job.meta["model"])
         self._parent_pid = os.getpid()
-        return super().execute_job(job, queue)
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
+                observe_finished_job(*job.args)
 
     def main_work_horse(self, job, queue):
         """The horse dies with its parent, so an orphan can never finish a job declared lost."""

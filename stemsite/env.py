@@ -52,3 +52,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_float_list(name: str, default: list[float]) -> list[float]:
+    """Comma-separated non-negative numbers, e.g. `10,60,300`; empty means none."""
+    values = []
+    for item in env_list(name, [str(value) for value in default]):
+        try:
+            value = float(item)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be comma-separated numbers, not {item!r}.") from None
+        if value < 0:
+            raise ImproperlyConfigured(f"{name} must not contain negative numbers, not {item!r}.")
+        values.append(value)
+    return values

@@ -1,12 +1,13 @@
 """stemsite settings: every host-specific value comes from the environment, with safe defaults."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from stemsite.database import database_config
-from stemsite.env import env_bool, env_float, env_int, env_list, env_str
+from stemsite.env import env_bool, env_float, env_float_list, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("STEMSITE_VAR_DIR", str(BASE_DIR / "var")))
@@ -210,6 +211,23 @@ STEMSITE_STORAGE_QUOTA_MB = env_int("STEMSITE_STORAGE_QUOTA_MB", 5120, minimum=0
 
 # Staff: a queued job older than this shows under admin's "stuck" filter.
 STEMSITE_STUCK_QUEUED_MINUTES = env_int("STEMSITE_STUCK_QUEUED_MINUTES", 60, minimum=1)
+
+# Webhooks: a job's callback URL gets a signed POST when it finishes (jobs/webhooks.py).
+# Callback URLs must resolve to public addresses unless private ones are allowed (a trusted
+# network), or the host is listed. Failed deliveries are retried after these many seconds.
+STEMSITE_WEBHOOK_ALLOW_PRIVATE = env_bool("STEMSITE_WEBHOOK_ALLOW_PRIVATE", False)
+STEMSITE_WEBHOOK_ALLOWED_HOSTS = [h.lower() for h in env_list("STEMSITE_WEBHOOK_ALLOWED_HOSTS", [])]
+STEMSITE_WEBHOOK_RETRY_DELAYS = env_float_list("STEMSITE_WEBHOOK_RETRY_DELAYS", [10, 60, 300, 1800])
+# The site's address as its users reach it: webhook events carry absolute download URLs.
+STEMSITE_BASE_URL = env_str("STEMSITE_BASE_URL", "http://127.0.0.1:8000")
+
+# Metrics: /metrics for staff sessions or this bearer token (empty: staff only). Worker processes
+# write their samples to files in this folder (prometheus_client's multi-process mode); the
+# library reads the environment variable, so it is set here, before anything imports it.
+STEMSITE_METRICS_TOKEN = env_str("STEMSITE_METRICS_TOKEN")
+PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 
 # Email, for password resets: printed to the console unless an SMTP server is configured.
 EMAIL_HOST = env_str("EMAIL_HOST")

@@ -2,10 +2,19 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from jobs import monitoring
 from jobs import views as job_views
 
 urlpatterns = [
     path("", include("jobs.urls")),
+    # Before the API mount: a plain view, so health does not depend on the API app.
+    path("api/health", monitoring.health, name="health"),
+    path("metrics", monitoring.metrics, name="metrics"),
+    path(
+        "accounts/webhook-secret/rotate/",
+        job_views.webhook_secret_rotate,
+        name="webhook_secret_rotate",
+    ),
     path("accounts/", job_views.account, name="account"),
     path("accounts/signup/", job_views.signup, name="signup"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 
 from stemsite.database import database_config
-from stemsite.env import env_bool, env_int, env_list
+from stemsite.env import env_bool, env_float_list, env_int, env_list
 from tests.conftest import PASSWORD, ROOT
 
 
@@ -131,3 +131,16 @@ def test_account_settings_come_from_the_environment():
     assert (
         settings_of(SECRET_KEY="x" * 50)["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
     )
+
+
+def test_webhook_retry_delays_are_a_list_of_numbers(monkeypatch):
+    monkeypatch.setenv("X_DELAYS", "10, 60,300")
+    assert env_float_list("X_DELAYS", [1]) == [10.0, 60.0, 300.0]
+    monkeypatch.setenv("X_DELAYS", "")
+    assert env_float_list("X_DELAYS", [1]) == []
+    monkeypatch.setenv("X_DELAYS", "10,soon")
+    with pytest.raises(ImproperlyConfigured, match="X_DELAYS"):
+        env_float_list("X_DELAYS", [1])
+    monkeypatch.setenv("X_DELAYS", "-5")
+    with pytest.raises(ImproperlyConfigured, match="negative"):
+        env_float_list("X_DELAYS", [1])

@@ -3,11 +3,13 @@
 `manage.py rqworker` quits on an unhandled exception (Redis restarting mid-job is one), and a
 bare process manager then stops or forgets it. This command keeps N workers running: it restarts
 any that exits (with a growing delay while it keeps failing, e.g. Redis is down), runs the
-reconciler every STEMSITE_RECONCILE_INTERVAL seconds, and on SIGTERM or SIGINT asks every worker
+reconciler every STEMSITE_RECONCILE_INTERVAL seconds, moves delayed jobs (webhook retries) onto the
+queue when they are due, as RQ's scheduler does, and on SIGTERM or SIGINT asks every worker
 for a warm shutdown (the running job finishes) and waits for them; a second signal is forwarded
 too, which makes RQ stop the running jobs.
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -16,11 +18,14 @@ import sys
 import time
 from dataclasses import dataclass
 
+import django_rq
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from redis.exceptions import RedisError
+from rq.scheduler import RQScheduler
 
+from jobs.metrics import process_exited
 from jobs.reconcile import reconcile
 from jobs.worker import die_with_parent
 
@@ -54,6 +59,7 @@ class Command(BaseCommand):
             raise CommandError("--workers must be at least 1.")
         self.signals = 0
         self.redis_down = False
+        self.scheduler = None
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         slots = [Slot(number) for number in range(1, workers + 1)]
@@ -68,6 +74,7 @@ class Command(BaseCommand):
             if self.signals:
                 if all(slot.process is None or slot.process.poll() is not None for slot in slots):
                     logger.info("All workers stopped")
+                    self._release_scheduler()
                     return
             else:
                 for slot in slots:
@@ -75,6 +82,7 @@ class Command(BaseCommand):
                 if now >= next_reconcile:
                     self._reconcile()
                     next_reconcile = time.monotonic() + settings.STEMSITE_RECONCILE_INTERVAL
+                self._enqueue_due_jobs()
             time.sleep(TICK)
 
     def _on_signal(self, signum, frame) -> None:
@@ -101,6 +109,7 @@ class Command(BaseCommand):
                 slot.number, process.pid, _describe_exit(process.returncode), ran, slot.delay,
             )  # fmt: skip
             slot.delay = min(MAX_RESTART_DELAY, slot.delay * 2)
+            process_exited(process.pid)
             slot.process = None
         if now < slot.restart_at:
             return
@@ -116,6 +125,26 @@ class Command(BaseCommand):
         )
         slot.started_at = now
         logger.info("Started worker %s (pid %s)", slot.number, slot.process.pid)
+
+    def _enqueue_due_jobs(self) -> None:
+        """RQ's scheduler, run here rather than forked inside a worker: jobs queued with `enqueue_in`
+        (webhook retries) reach the queue when due. A Redis lock lets one scheduler act at a time.
+        """
+        try:
+            if self.scheduler is None:
+                self.scheduler = RQScheduler(
+                    [settings.STEMSITE_QUEUE], connection=django_rq.get_connection(settings.STEMSITE_QUEUE)
+                )
+            if self.scheduler.acquire_locks():
+                self.scheduler.enqueue_scheduled_jobs()
+        except (RedisError, OSError) as error:
+            logger.debug("Scheduler cannot reach Redis: %s", error)  # the reconciler reports it
+
+    def _release_scheduler(self) -> None:
+        if self.scheduler is None:
+            return
+        with contextlib.suppress(RedisError, OSError):  # else the lock expires on its own
+            self.scheduler.release_locks()
 
     def _reconcile(self) -> None:
         close_old_connections()
