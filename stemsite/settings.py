@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "django_rq",
     "template_partials",
     "axes",
+    "ninja",  # serves the API docs' Swagger UI from static files, not a CDN
     "jobs",
 ]
 
