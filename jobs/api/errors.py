@@ -30,6 +30,7 @@ CODES = {
     500: "server_error",
     503: "unavailable",
 }
+RETRY_AFTER_SECONDS = 30  # what a 503 suggests; the reconciler re-queues saved jobs well within it
 MSG_UNAUTHORIZED = (
     "Authentication required: send a personal API token from your account page as "
     "'Authorization: Bearer <token>', or call from a logged-in browser session."
@@ -50,7 +51,10 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, code: str = "", details=None) -> HttpResponse:
     body = {"error": {"code": code or CODES.get(status, "error"), "message": message, "details": details}}
-    return JsonResponse(body, status=status)
+    response = JsonResponse(body, status=status)
+    if status == 503:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def validation_sentence(error: dict) -> str:
@@ -88,7 +92,11 @@ def register(api) -> None:
         if exc.status_code == 403 and "CSRF" in message:
             message = "CSRF check failed: a browser session must send the X-CSRFToken header on this request."
             return error_response(403, message, code="csrf_failed")
-        return error_response(exc.status_code, message)
+        if exc.status_code == 400 and message.startswith("Cannot parse request body"):
+            message = (
+                "The request body could not be read: send JSON, or a multipart form where one is asked for."
+            )
+        return error_response(exc.status_code, message if message.endswith(".") else f"{message}.")
 
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
@@ -109,9 +117,7 @@ def register(api) -> None:
     @api.exception_handler(RedisError)
     def queue_down(request: HttpRequest, exc: RedisError) -> HttpResponse:
         logger.warning("API call to %s could not reach Redis: %s", request.path, exc)
-        response = error_response(503, MSG_PROCESSING_PAUSED, code="queue_unavailable")
-        response["Retry-After"] = "30"
-        return response
+        return error_response(503, MSG_PROCESSING_PAUSED, code="queue_unavailable")
 
     @api.exception_handler(Exception)
     def server_error(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import File, Form, Query, Router
+from ninja import File, Form, Query, Router, Status
 from ninja.files import UploadedFile
 
 from jobs.api.errors import ApiError
@@ -97,11 +97,16 @@ def create_job(
         raise ApiError(
             503, MSG_PROCESSING_PAUSED, code="queue_unavailable", details={"job": job_out(request, job)}
         )
-    return (200 if submission.reused else 201), job_out(request, job)
+    return Status(200 if submission.reused else 201, job_out(request, job))
 
 
 def form_sentences(form) -> list[str]:
-    return [message for messages in form.errors.values() for message in messages]
+    """The form's sentences; an option's are prefixed with its field name (the page shows them beside it)."""
+    return [
+        message if field in ("files", "__all__") else f"{field}: {message}"
+        for field, messages in form.errors.items()
+        for message in messages
+    ]
 
 
 @router.get("/jobs", response={200: JobPage, 400: ErrorOut, 401: ErrorOut}, summary="List your jobs")
@@ -140,7 +145,7 @@ def delete_job(request: HttpRequest, job_id: UUID):
             409, "This track is still being processed; cancel it or delete it once it has finished."
         )
     job.delete_with_files()
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(
@@ -232,7 +237,7 @@ def create_export(request: HttpRequest, job_id: UUID, settings: ExportIn):
     if not form.is_valid():
         raise ApiError(400, " ".join(form.error_sentences()), details=form.errors.get_json_data())
     export = request_export(job, form.effective_gains(), form.cleaned_data["output_format"])
-    return (200 if export.is_finished else 202), export_out(request, export)
+    return Status(200 if export.is_finished else 202, export_out(request, export))
 
 
 @router.get("/jobs/{uuid:job_id}/exports/{uuid:export_id}", response={200: ExportOut, **ERRORS})

@@ -5,6 +5,7 @@ from typing import Literal
 from uuid import UUID
 
 from django.http import HttpRequest
+from django.urls import reverse
 from ninja import Schema
 from pydantic import Field
 
@@ -87,8 +88,6 @@ class ExportOut(Schema):
 
 
 def job_out(request: HttpRequest, job: Job) -> dict:
-    from django.urls import reverse
-
     return {
         "id": job.pk,
         "status": job.status,
@@ -121,5 +120,7 @@ def export_out(request: HttpRequest, export: MixExport) -> dict:
         "size": export.size,
         "created_at": export.created_at,
         "finished_at": export.finished_at,
-        "url": request.build_absolute_uri(export.get_absolute_url()) if ready else None,
+        "url": request.build_absolute_uri(reverse("api:export_download", args=[export.job_id, export.pk]))
+        if ready
+        else None,
     }
