@@ -42,7 +42,7 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
-    re_path(r"^api/", api_not_found),  # a JSON 404, never the HTML page, anywhere under /api/
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),  # a JSON 404, never the HTML page, anywhere under /api/
 ]
 
 handler400 = "jobs.views.bad_request"

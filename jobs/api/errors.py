@@ -125,6 +125,6 @@ def register(api) -> None:
         return error_response(500, MSG_SERVER_ERROR)
 
 
-def api_not_found(request: HttpRequest) -> HttpResponse:
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     """Any other path under /api/: the API's 404, not the site's page."""
     return error_response(404, "There is no such API endpoint. See /api/docs for the endpoints.")

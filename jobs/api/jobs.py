@@ -4,6 +4,7 @@ Others' jobs do not exist here either: every lookup goes through `_get_job`, whi
 for a job the caller may not see (staff see all).
 """
 
+import json
 from pathlib import PurePosixPath
 from uuid import UUID
 
@@ -11,8 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import File, Form, Query, Router, Status
 from ninja.files import UploadedFile
+from pydantic import ValidationError as PydanticValidationError
 
-from jobs.api.errors import ApiError
+from jobs.api.errors import ApiError, validation_sentence
 from jobs.api.schemas import ErrorOut, ExportIn, ExportOut, JobOut, JobPage, StemOut, export_out, job_out
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import file_response
@@ -211,14 +213,24 @@ def stem_download(request: HttpRequest, job_id: UUID, stem_name: str) -> HttpRes
 
 
 @router.post(
-    "/jobs/{uuid:job_id}/exports", response={200: ExportOut, 202: ExportOut, **ERRORS, 409: ErrorOut}
+    "/jobs/{uuid:job_id}/exports",
+    response={200: ExportOut, 202: ExportOut, **ERRORS, 409: ErrorOut},
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": ExportIn.model_json_schema()}},
+            "required": False,
+        }
+    },
 )
-def create_export(request: HttpRequest, job_id: UUID, settings: ExportIn):
+def create_export(request: HttpRequest, job_id: UUID):
     """Queue (or find) the mix of these settings: 202 while it renders, 200 once it exists finished.
 
-    The same settings always give the same export; mute and solo work as in the mixer.
+    The same settings always give the same export; mute and solo work as in the mixer; no body
+    means every stem at its level, as MP3. The body is read after the job is found, so another
+    user's job is a 404 whatever is sent.
     """
     job = _get_job(request, job_id)
+    settings = _export_settings(request)
     if job.status != Job.Status.SUCCEEDED:
         raise ApiError(409, MSG_NO_STEMS_TO_MIX)
     stems = list(job.stems.all())
@@ -238,6 +250,21 @@ def create_export(request: HttpRequest, job_id: UUID, settings: ExportIn):
         raise ApiError(400, " ".join(form.error_sentences()), details=form.errors.get_json_data())
     export = request_export(job, form.effective_gains(), form.cleaned_data["output_format"])
     return Status(200 if export.is_finished else 202, export_out(request, export))
+
+
+def _export_settings(request: HttpRequest) -> ExportIn:
+    if not request.body:
+        return ExportIn()
+    if request.content_type != "application/json":
+        raise ApiError(400, "Send the mix settings as JSON (Content-Type: application/json).")
+    try:
+        return ExportIn.model_validate(json.loads(request.body))
+    except json.JSONDecodeError:
+        raise ApiError(400, "The request body is not valid JSON.") from None
+    except PydanticValidationError as error:
+        problems = error.errors(include_url=False)
+        fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in problems]
+        raise ApiError(400, " ".join(validation_sentence(e) for e in problems), details=fields) from None
 
 
 @router.get("/jobs/{uuid:job_id}/exports/{uuid:export_id}", response={200: ExportOut, **ERRORS})
