@@ -137,7 +137,9 @@ def get_job(request: HttpRequest, job_id: UUID):
 
 
 @router.delete(
-    "/jobs/{uuid:job_id}", response={204: None, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut}, summary="Delete"
+    "/jobs/{uuid:job_id}",
+    response={204: None, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+    summary="Delete a finished job and all its files",
 )
 def delete_job(request: HttpRequest, job_id: UUID):
     """The job and every file of it (upload, stems, mixes); a job still queued or running is refused."""
@@ -151,7 +153,9 @@ def delete_job(request: HttpRequest, job_id: UUID):
 
 
 @router.post(
-    "/jobs/{uuid:job_id}/cancel", response={200: JobOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut}
+    "/jobs/{uuid:job_id}/cancel",
+    response={200: JobOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+    summary="Cancel a queued or running job",
 )
 def cancel(request: HttpRequest, job_id: UUID):
     """Take a queued job off the queue or stop a running one; 409 if it has already finished."""
@@ -161,7 +165,11 @@ def cancel(request: HttpRequest, job_id: UUID):
     return job_out(request, job)
 
 
-@router.post("/jobs/{uuid:job_id}/retry", response={200: JobOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut})
+@router.post(
+    "/jobs/{uuid:job_id}/retry",
+    response={200: JobOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+    summary="Retry a failed or canceled job",
+)
 def retry(request: HttpRequest, job_id: UUID):
     """Queue a failed or canceled job again; 409 if it cannot be, or if the same work is already active."""
     job = _get_job(request, job_id)
@@ -178,7 +186,12 @@ def retry(request: HttpRequest, job_id: UUID):
     return job_out(request, job)
 
 
-@router.get("/jobs/{uuid:job_id}/stems", response={200: list[StemOut], **ERRORS}, url_name="job_stems")
+@router.get(
+    "/jobs/{uuid:job_id}/stems",
+    response={200: list[StemOut], **ERRORS},
+    url_name="job_stems",
+    summary="A job's stems",
+)
 def stems(request: HttpRequest, job_id: UUID):
     """Names, sizes and absolute download URLs (empty until the job has succeeded)."""
     job = _get_job(request, job_id)
@@ -215,6 +228,7 @@ def stem_download(request: HttpRequest, job_id: UUID, stem_name: str) -> HttpRes
 @router.post(
     "/jobs/{uuid:job_id}/exports",
     response={200: ExportOut, 202: ExportOut, **ERRORS, 409: ErrorOut},
+    summary="Mix the stems into one file",
     openapi_extra={
         "requestBody": {
             "content": {"application/json": {"schema": ExportIn.model_json_schema()}},
@@ -267,7 +281,11 @@ def _export_settings(request: HttpRequest) -> ExportIn:
         raise ApiError(400, " ".join(validation_sentence(e) for e in problems), details=fields) from None
 
 
-@router.get("/jobs/{uuid:job_id}/exports/{uuid:export_id}", response={200: ExportOut, **ERRORS})
+@router.get(
+    "/jobs/{uuid:job_id}/exports/{uuid:export_id}",
+    response={200: ExportOut, **ERRORS},
+    summary="A mix's status",
+)
 def get_export(request: HttpRequest, job_id: UUID, export_id: UUID):
     job = _get_job(request, job_id)
     export = job.exports.filter(pk=export_id).first()
