@@ -41,6 +41,7 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("admin/", admin.site.urls),
+    path("api/", api_not_found),  # before the mount: ninja's own root answers an HTML 404
     path("api/", api.urls),
     re_path(r"^api/(?P<rest>.*)$", api_not_found),  # a JSON 404, never the HTML page, anywhere under /api/
 ]
