@@ -98,3 +98,25 @@ def test_api_root_and_unknown_paths_are_json_404s(client, owner, make_job):
     for response in (client.get("/api/", headers=headers), client.get("/api/jobs/x/y/z", headers=headers)):
         assert response.status_code == 404
         assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.django_db
+def test_wrong_method_is_a_json_405_naming_the_allowed_ones(client, owner, make_job):
+    from jobs.api.tokens import create_token
+
+    raw = create_token(owner, "x")[1]
+    job = make_job(owner)
+    response = client.put(f"/api/jobs/{job.pk}", headers={"Authorization": f"Bearer {raw}"})
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response["Allow"] == "DELETE, GET"
+    assert response.json()["error"]["message"] == "This endpoint does not take PUT; it takes DELETE, GET."
+
+
+@pytest.mark.django_db
+def test_django_level_refusals_under_the_api_are_json(client, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    response = client.get("/api/jobs", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "invalid"
