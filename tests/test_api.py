@@ -334,6 +334,11 @@ def test_upload_is_validated_like_the_form(client, owner_token, make_audio, tmp_
     error = assert_error(upload(client, owner_token, make_audio("a.wav", 1), model="nope"), 400, "invalid")
     assert error["message"].startswith("model: ")
     assert "nope" in error["message"]
+    with make_audio("b.wav", 1).open("rb") as one, make_audio("c.wav", 1).open("rb") as two:
+        response = api(client, "post", "/api/jobs", owner_token, data={"file": [one, two]})
+    assert (
+        assert_error(response, 400, "invalid")["message"] == "Send one file per request, in the field 'file'."
+    )
     assert not Job.objects.exists()
     assert media_files(media_root) == []
 
@@ -346,9 +351,9 @@ def test_callback_url_is_checked_and_stored(client, owner_token, make_audio):
     )
     assert "callback_url" in error["details"]
     assert not Job.objects.exists()
-    response = upload(client, owner_token, make_audio("b.wav", 1), callback_url="https://example.com/hook")
+    response = upload(client, owner_token, make_audio("b.wav", 1), callback_url="https://93.184.215.14/hook")
     assert response.status_code == 201
-    assert Job.objects.get().callback_url == "https://example.com/hook"
+    assert Job.objects.get().callback_url == "https://93.184.215.14/hook"
 
 
 @override_settings(STEMSITE_UPLOADS_PER_HOUR=1)

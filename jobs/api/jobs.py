@@ -77,11 +77,12 @@ def create_job(
     user = _user(request)
     data = {"model": model, "two_stems": two_stems, "quality": quality, "output_format": output_format}
     data["mp3_bitrate"] = mp3_bitrate
-    form = UploadForm(data, {"files": request.FILES.getlist("file")})
+    files = request.FILES.getlist("file")
+    if len(files) > 1:
+        raise ApiError(400, "Send one file per request, in the field 'file'.")
+    form = UploadForm(data, {"files": files})
     if not form.is_valid():
         raise ApiError(400, " ".join(form_sentences(form)), details=form.errors.get_json_data())
-    if len(form.accepted) != 1:
-        raise ApiError(400, "Send exactly one file per request, in the field 'file'.")
     callback_url = callback_url.strip()
     if callback_url:
         try:
