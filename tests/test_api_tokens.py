@@ -69,3 +69,32 @@ def test_anonymous_cannot_make_tokens(client):
     assert response.status_code == 302
     assert reverse("login") in response["Location"]
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_token_made_in_the_browser_calls_the_live_api(live_site, owner):
+    import json
+    import urllib.request
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS, log_in
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 1100})
+        log_in(page, live_site)
+        page.goto(f"{live_site}/accounts/")
+        page.fill("input[name=name]", "backup script")
+        page.click("text=Create token")
+        expect(page.locator("#new-token")).to_contain_text("Copy it now: it is not shown again.")
+        raw = page.locator("#new-token input").input_value()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "account-api-token.png"), full_page=True)
+        browser.close()
+
+    request = urllib.request.Request(f"{live_site}/api/jobs", headers={"Authorization": f"Bearer {raw}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+        assert json.load(response)["count"] == 0
