@@ -91,11 +91,8 @@ def create_job(
             raise ApiError(400, str(error), details={"callback_url": str(error)}) from None
     accepted = form.accepted[0]
     check_upload_allowed(user, [accepted.upload.size])
-    submission = submit_job(user, accepted, form.job_options)
+    submission = submit_job(user, accepted, form.job_options, callback_url=callback_url)
     job = submission.job
-    if callback_url and not submission.reused:
-        Job.objects.filter(pk=job.pk).update(callback_url=callback_url)
-        job.callback_url = callback_url
     if submission.paused:
         raise ApiError(
             503, MSG_PROCESSING_PAUSED, code="queue_unavailable", details={"job": job_out(request, job)}
