@@ -256,3 +256,11 @@ class MixExportForm(forms.Form):
 
     def error_sentences(self) -> list[str]:
         return [message for messages in self.errors.values() for message in messages]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="What the token is for, e.g. “laptop script”.",
+        error_messages={"required": "Give the token a name, so you can tell it apart later."},
+    )

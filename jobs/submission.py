@@ -25,8 +25,11 @@ def dedupe_key(content_hash: str, model: str, settings_json: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def submit_job(owner, accepted: AcceptedFile, options: JobOptions) -> Submission:
+def submit_job(owner, accepted: AcceptedFile, options: JobOptions, callback_url: str = "") -> Submission:
     """Reuse an identical job of this owner, or store the upload and queue a new one on commit.
+
+    A new job is saved with its `callback_url` before it is queued, so even the fastest run finds
+    it; a reused job keeps the callback it was made with.
 
     Two identical requests at once (a double click, a resent form) both miss the lookup; the
     database's unique constraint lets one insert win and the other gets the winner's job.
@@ -56,6 +59,7 @@ def submit_job(owner, accepted: AcceptedFile, options: JobOptions) -> Submission
         duration_seconds=accepted.info.duration,
         input_size=upload.size,
         dedupe_key=key,
+        callback_url=callback_url,
     )
     enqueued = []
     try:

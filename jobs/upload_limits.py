@@ -7,6 +7,7 @@ Django itself (WSGI, or defence in depth). None leaves a temporary file behind: 
 written before the refusal, or Django's own clean-up of an interrupted upload removes it.
 """
 
+import json
 import logging
 
 from django.conf import settings
@@ -41,6 +42,21 @@ def too_large_message() -> str:
 def too_many_files_message() -> str:
     limit = settings.STEMSITE_MAX_FILES_PER_UPLOAD
     return f"Too many files in one upload: send at most {limit} at once."
+
+
+def wants_json(path: str, accept: str) -> bool:
+    """API calls (or any client asking for JSON) get the API's error shape instead of the HTML page."""
+    return path.startswith("/api/") or ("application/json" in accept and "text/html" not in accept)
+
+
+def refusal_body(path: str, accept: str) -> tuple[bytes, bytes]:
+    """The 413 answer's body and content type, for the page or for the API."""
+    if wants_json(path, accept):
+        error = {"error": {"code": "too_large", "message": too_large_message(), "details": None}}
+        return json.dumps(error).encode(), b"application/json"
+    return render_to_string(
+        "413.html", {"message": too_large_message()}
+    ).encode(), b"text/html; charset=utf-8"
 
 
 def refusal_message(exception: Exception | None) -> str:
@@ -102,7 +118,7 @@ class RequestBodyLimit:
         length = _content_length(scope)
         if length is not None and length > self.max_bytes:
             logger.warning("Refused a request body of %s bytes to %s", length, scope.get("path"))
-            await _refuse(send)
+            await _refuse(send, scope)
             return None
         received = 0
         refused = False
@@ -115,7 +131,7 @@ class RequestBodyLimit:
                 if received > self.max_bytes:
                     refused = True
                     logger.warning("Refused a streamed request body over %s bytes", self.max_bytes)
-                    await _refuse(send)
+                    await _refuse(send, scope)
                     return {"type": "http.disconnect"}  # Django stops reading and answers nothing
             return message
 
@@ -126,24 +142,30 @@ class RequestBodyLimit:
         return await self.app(scope, counting_receive, guarded_send)
 
 
-def _content_length(scope) -> int | None:
+def _header(scope, wanted: bytes) -> bytes | None:
     for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if name == wanted:
+            return value
     return None
 
 
-async def _refuse(send) -> None:
-    body = render_to_string("413.html", {"message": too_large_message()}).encode()
+def _content_length(scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+async def _refuse(send, scope) -> None:
+    accept = (_header(scope, b"accept") or b"").decode("latin-1")
+    body, content_type = refusal_body(scope.get("path", ""), accept)
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],
@@ -204,9 +226,12 @@ def limit_daphne_request_bodies(max_bytes: int) -> bool:
         def _refuse(self, what: str) -> None:
             self.refused = True
             logger.warning("Refused %s from %s", what, self.channel.transport.getPeer())
-            body = render_to_string("413.html", {"message": too_large_message()}).encode()
+            # The request line is parsed by the channel; the request object gets it only later.
+            path = (getattr(self.channel, "_path", None) or b"").decode("latin-1").split("?")[0]
+            accept = b", ".join(self.requestHeaders.getRawHeaders(b"accept") or []).decode("latin-1")
+            body, content_type = refusal_body(path, accept)
             head = (
-                "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/html; charset=utf-8\r\n"
+                f"HTTP/1.1 413 Content Too Large\r\nContent-Type: {content_type.decode()}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
             self.channel.transport.write(head.encode() + body)

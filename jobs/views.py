@@ -12,10 +12,11 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from jobs.api.tokens import create_token, revoke_token
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import file_response, zip_stream
 from jobs.exports import request_export
-from jobs.forms import MixExportForm, SignupForm, UploadForm
+from jobs.forms import ApiTokenForm, MixExportForm, SignupForm, UploadForm
 from jobs.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
 from jobs.fragments import status_context
 from jobs.limits import LimitExceeded, check_upload_allowed, usage_for
@@ -213,14 +214,18 @@ def job_delete(request: HttpRequest, job_id) -> HttpResponse:
     return _back_to(request, target)
 
 
+def _account_page(request: HttpRequest, status: int = 200, **context) -> HttpResponse:
+    context.setdefault("token_form", ApiTokenForm())
+    context["usage"] = usage_for(request.user)
+    context["api_tokens"] = request.user.api_tokens.filter(revoked_at__isnull=True)
+    context["webhook_secret"] = secret_for(request.user)
+    return render(request, "registration/account.html", context, status=status)
+
+
 @login_required
 @require_GET
 def account(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "registration/account.html",
-        {"usage": usage_for(request.user), "webhook_secret": secret_for(request.user)},
-    )
+    return _account_page(request)
 
 
 @login_required
@@ -230,6 +235,29 @@ def webhook_secret_rotate(request: HttpRequest) -> HttpResponse:
     messages.success(
         request, "Your webhook secret was replaced: events are signed with the new one from now on."
     )
+    return redirect("account")
+
+
+@login_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    """A new API token, shown on this answer only: it is stored as a hash and cannot be shown again."""
+    form = ApiTokenForm(request.POST)
+    if not form.is_valid():
+        return _account_page(request, status=400, token_form=form)
+    token, raw = create_token(request.user, form.cleaned_data["name"])
+    response = _account_page(request, new_token=raw, new_token_name=token.name)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest) -> HttpResponse:
+    token_id = request.POST.get("token_id", "").strip()
+    if not token_id.isdigit() or not revoke_token(request.user, int(token_id)):
+        raise Http404("No such token.")
+    messages.success(request, "The token was revoked: calls made with it are now refused.")
     return redirect("account")
 
 

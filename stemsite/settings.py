@@ -38,11 +38,14 @@ INSTALLED_APPS = [
     "django_rq",
     "template_partials",
     "axes",
+    "ninja",  # serves the API docs' Swagger UI from static files, not a CDN
     "jobs",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost after security: sees every answer under /api/, including Django's own error pages.
+    "jobs.api.middleware.ApiJsonErrors",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

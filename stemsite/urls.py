@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from jobs import monitoring
 from jobs import views as job_views
+from jobs.api.api import api
+from jobs.api.errors import api_not_found
 
 urlpatterns = [
     path("", include("jobs.urls")),
@@ -16,6 +18,8 @@ urlpatterns = [
         name="webhook_secret_rotate",
     ),
     path("accounts/", job_views.account, name="account"),
+    path("accounts/tokens/", job_views.token_create, name="token_create"),
+    path("accounts/tokens/revoke/", job_views.token_revoke, name="token_revoke"),
     path("accounts/signup/", job_views.signup, name="signup"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -46,6 +50,9 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("admin/", admin.site.urls),
+    path("api/", api_not_found),  # before the mount: ninja's own root answers an HTML 404
+    path("api/", api.urls),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),  # a JSON 404, never the HTML page, anywhere under /api/
 ]
 
 handler400 = "jobs.views.bad_request"

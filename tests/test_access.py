@@ -36,8 +36,9 @@ def walk(resolver: URLResolver, trail: tuple = ()):
 
 ROUTE_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 REGEX_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>[^)]*\)")
-# Values for admin's regex routes: an app's index and the catch-all that redirects to login.
-REGEX_VALUES = {"app_label": "jobs", "url": "nothing-here/", "token": "x"}
+# Values for regex routes: admin's app index and the catch-all that redirects to login, and the
+# API's catch-all that answers a JSON 404.
+REGEX_VALUES = {"app_label": "jobs", "url": "nothing-here/", "token": "x", "rest": "nothing-here"}
 
 
 def fill(parts: tuple, job, object_id) -> tuple[str, bool]:

@@ -1,0 +1,126 @@
+"""What the API sends and takes; each job's status is also given as the original backend's `state`."""
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from django.http import HttpRequest
+from django.urls import reverse
+from ninja import Schema
+from pydantic import Field
+
+from jobs.models import Job, MixExport
+
+# Our statuses in the lifecycle the original backend exposed (pending, processing, completed, failed).
+STATES = {
+    Job.Status.QUEUED: "pending",
+    Job.Status.RUNNING: "processing",
+    Job.Status.SUCCEEDED: "completed",
+    Job.Status.FAILED: "failed",
+    Job.Status.CANCELED: "canceled",
+}
+
+
+class ErrorBody(Schema):
+    code: str = Field(description="stable, machine-readable: invalid, unauthorized, not_found, conflict, ...")
+    message: str = Field(description="a sentence for a person")
+    details: object | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+class JobOut(Schema):
+    id: UUID
+    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    state: Literal["pending", "processing", "completed", "failed", "canceled"]
+    progress: int
+    original_name: str
+    model: str
+    options: dict
+    error_message: str
+    attempt: int
+    callback_url: str
+    duration_seconds: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    url: str = Field(description="the job's page in the browser")
+    stems_url: str
+
+
+class JobPage(Schema):
+    items: list[JobOut]
+    count: int
+    page: int
+    pages: int
+    page_size: int
+
+
+class StemOut(Schema):
+    name: str
+    label: str
+    size: int
+    url: str = Field(description="absolute download URL; send the same Authorization header")
+
+
+class ExportIn(Schema):
+    format: Literal["mp3", "wav", "flac"] = "mp3"
+    gains: dict[str, float] = Field(
+        default_factory=dict, description="stem name -> level 0..2 (1 if left out)"
+    )
+    mute: list[str] = Field(default_factory=list)
+    solo: list[str] = Field(default_factory=list)
+
+
+class ExportOut(Schema):
+    id: UUID
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: int
+    format: str
+    gains: dict[str, float] = Field(description="effective gain per stem, after mute and solo")
+    error_message: str
+    size: int
+    created_at: datetime
+    finished_at: datetime | None
+    url: str | None = Field(description="absolute download URL once the mix has succeeded")
+
+
+def job_out(request: HttpRequest, job: Job) -> dict:
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "state": STATES[job.status],
+        "progress": job.progress,
+        "original_name": job.original_name,
+        "model": job.model_name,
+        "options": job.options,
+        "error_message": job.error_message,
+        "attempt": job.attempt,
+        "callback_url": job.callback_url,
+        "duration_seconds": job.duration_seconds,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "url": request.build_absolute_uri(job.get_absolute_url()),
+        "stems_url": request.build_absolute_uri(reverse("api:job_stems", args=[job.pk])),
+    }
+
+
+def export_out(request: HttpRequest, export: MixExport) -> dict:
+    ready = export.status == MixExport.Status.SUCCEEDED
+    return {
+        "id": export.pk,
+        "status": export.status,
+        "progress": export.progress,
+        "format": export.output_format,
+        "gains": export.settings.get("gains", {}),
+        "error_message": export.error_message,
+        "size": export.size,
+        "created_at": export.created_at,
+        "finished_at": export.finished_at,
+        "url": request.build_absolute_uri(reverse("api:export_download", args=[export.job_id, export.pk]))
+        if ready
+        else None,
+    }
