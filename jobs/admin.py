@@ -9,7 +9,7 @@ from django.contrib.admin.actions import delete_selected
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum, URLField
 from django.db.models.functions import Coalesce
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -81,6 +81,8 @@ class OldFilter(admin.SimpleListFilter):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
+    # Callback URLs typed without a scheme are https, as Django 6 will assume.
+    formfield_overrides = {URLField: {"assume_scheme": "https"}}
     list_display = (
         "original_name",
         "owner",
