@@ -5,13 +5,25 @@ import re
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
 
 from django.core.files.storage import Storage
+from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 64 * 1024
+AUDIO_CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+
+
+def stored_file_response(
+    request: HttpRequest, stored: FieldFile, filename: str, as_attachment: bool = True
+) -> HttpResponse:
+    """A stored stem, preview or mix, typed by its extension: how pages and the API serve them all."""
+    extension = PurePosixPath(stored.name).suffix.lstrip(".")
+    content_type = AUDIO_CONTENT_TYPES.get(extension, "application/octet-stream")
+    return file_response(request, stored.storage, stored.name, filename, content_type, as_attachment)
 
 
 def file_response(

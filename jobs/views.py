@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from jobs.api.tokens import create_token, revoke_token
 from jobs.control import cancel_job, retry_job
-from jobs.downloads import file_response, zip_stream
+from jobs.downloads import stored_file_response, zip_stream
 from jobs.exports import request_export
 from jobs.forms import ApiTokenForm, MixExportForm, SignupForm, UploadForm
 from jobs.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
@@ -26,7 +26,6 @@ from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.upload_limits import refusal_message
 from jobs.webhooks import rotate_secret, secret_for
 
-CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 MSG_NO_STEMS_TO_MIX = "Only a finished separation can be mixed: this track has no stems yet."
 
 
@@ -99,17 +98,12 @@ def stem_file(request: HttpRequest, job_id, stem_name: str) -> HttpResponse:
         raise Http404("No such stem.")
     play = "play" in request.GET
     served = stem.preview if play and stem.preview else stem.file
-    extension = PurePosixPath(served.name).suffix.lstrip(".")
-    response = file_response(
-        request,
-        served.storage,
-        served.name,
-        filename=stem.download_name
+    filename = (
+        stem.download_name
         if served == stem.file
-        else f"{job.display_name} - {stem.name}.{extension}",
-        content_type=CONTENT_TYPES.get(extension, "application/octet-stream"),
-        as_attachment=not play,
+        else f"{job.display_name} - {stem.name}{PurePosixPath(served.name).suffix}"
     )
+    response = stored_file_response(request, served, filename, as_attachment=not play)
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
@@ -152,14 +146,7 @@ def export_file(request: HttpRequest, job_id, export_id) -> HttpResponse:
     if export is None:
         raise Http404("No such mix.")
     export.job = job
-    return file_response(
-        request,
-        export.file.storage,
-        export.file.name,
-        filename=export.download_name,
-        content_type=CONTENT_TYPES.get(export.output_format, "application/octet-stream"),
-        as_attachment=True,
-    )
+    return stored_file_response(request, export.file, export.download_name)
 
 
 @login_required

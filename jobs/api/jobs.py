@@ -5,7 +5,6 @@ for a job the caller may not see (staff see all).
 """
 
 import json
-from pathlib import PurePosixPath
 from uuid import UUID
 
 from django.http import HttpRequest, HttpResponse
@@ -17,14 +16,14 @@ from pydantic import ValidationError as PydanticValidationError
 from jobs.api.errors import ApiError, validation_sentence
 from jobs.api.schemas import ErrorOut, ExportIn, ExportOut, JobOut, JobPage, StemOut, export_out, job_out
 from jobs.control import cancel_job, retry_job
-from jobs.downloads import file_response
+from jobs.downloads import stored_file_response
 from jobs.exports import request_export
 from jobs.forms import MixExportForm, UploadForm
 from jobs.limits import check_upload_allowed
 from jobs.models import IdenticalJobActive, Job, MixExport
 from jobs.submission import submit_job
 from jobs.tasks import MSG_PROCESSING_PAUSED
-from jobs.views import CONTENT_TYPES, MSG_NO_STEMS_TO_MIX
+from jobs.views import MSG_NO_STEMS_TO_MIX
 from jobs.webhooks import check_callback_url
 
 router = Router(tags=["jobs"])
@@ -216,11 +215,7 @@ def stem_download(request: HttpRequest, job_id: UUID, stem_name: str) -> HttpRes
     stem = job.stems.filter(name=stem_name).first()
     if stem is None:
         raise ApiError(404, "No such stem.")
-    extension = PurePosixPath(stem.file.name).suffix.lstrip(".")
-    return file_response(
-        request, stem.file.storage, stem.file.name, filename=stem.download_name,
-        content_type=CONTENT_TYPES.get(extension, "application/octet-stream"), as_attachment=True,
-    )  # fmt: skip
+    return stored_file_response(request, stem.file, stem.download_name)
 
 
 @router.post(
@@ -305,7 +300,4 @@ def export_download(request: HttpRequest, job_id: UUID, export_id: UUID) -> Http
     if export is None:
         raise ApiError(404, "No such finished mix.")
     export.job = job
-    return file_response(
-        request, export.file.storage, export.file.name, filename=export.download_name,
-        content_type=CONTENT_TYPES.get(export.output_format, "application/octet-stream"), as_attachment=True,
-    )  # fmt: skip
+    return stored_file_response(request, export.file, export.download_name)
