@@ -11,8 +11,15 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
+# `make test` runs the suite on SQLite, then again on the PostgreSQL here (test databases are made
+# and dropped beside this one), all but the tests marked database_agnostic (audio, encoding and
+# playback, which use the database only to hold rows). TEST_DATABASES=sqlite runs only the first.
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/stemsite
+TEST_DATABASES ?= sqlite postgres
+# Test processes (pytest-xdist): the suite waits on servers, workers and browsers much of the time.
+TEST_PROCESSES ?= 3
 
-.PHONY: run test lint system-packages browser-package redis migrate demo-model check-model
+.PHONY: run test lint system-packages browser-package redis postgres migrate demo-model check-model
 
 # apt_install: install the Debian packages named in $(1) that are not installed yet.
 define apt_install
@@ -61,6 +68,28 @@ redis: system-packages
 	for i in $$(seq 50); do redis-cli -u "$(REDIS_URL)" ping >/dev/null 2>&1 && exit 0; sleep 0.1; done; \
 	echo "Redis did not start; see var/redis/redis.log." >&2; exit 1
 
+# Make sure a PostgreSQL answers at TEST_POSTGRES_URL. When none does and the URL is local, run a
+# private one (data in var/postgres), installing Debian's postgresql package if it is missing.
+postgres: $(VENV)/.installed
+	@url="$(TEST_POSTGRES_URL)"; \
+	answers() { $(PY) -c 'import sys, psycopg; psycopg.connect(sys.argv[1], dbname="postgres", connect_timeout=3).close()' "$$url" >/dev/null 2>&1; }; \
+	if answers; then exit 0; fi; \
+	case "$$url" in \
+	  postgres://postgres@127.0.0.1:*|postgres://postgres@localhost:*) ;; \
+	  *) echo "PostgreSQL does not answer at $$url. Start it there, set TEST_POSTGRES_URL to one that answers, or run only the SQLite tests with TEST_DATABASES=sqlite." >&2; exit 1;; \
+	esac; \
+	bin=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1); \
+	if [ -z "$$bin" ]; then $(call apt_install,postgresql); bin=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1); fi; \
+	port=$$(echo "$$url" | sed -E 's#^postgres://[^@]+@[^:/]+:([0-9]+).*#\1#'); \
+	as=""; if [ "$$(id -u)" -eq 0 ]; then as="runuser -u postgres --"; fi; \
+	mkdir -p var/postgres; [ -z "$$as" ] || chown postgres var/postgres; \
+	echo "Starting a private PostgreSQL on port $$port (data in var/postgres)..."; \
+	[ -f var/postgres/PG_VERSION ] || $$as "$$bin/initdb" -D var/postgres -U postgres -A trust >/dev/null; \
+	$$as "$$bin/pg_ctl" -D var/postgres -l var/postgres/server.log -w \
+	  -o "-p $$port -c listen_addresses=127.0.0.1 -k $(CURDIR)/var/postgres" start >/dev/null \
+	  || { echo "PostgreSQL did not start; see var/postgres/server.log, or run only the SQLite tests with TEST_DATABASES=sqlite." >&2; exit 1; }; \
+	answers || { echo "PostgreSQL started but does not answer at $$url." >&2; exit 1; }
+
 var/secret-key:
 	@mkdir -p var
 	@umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
@@ -83,7 +112,7 @@ check-model: $(VENV)/.installed var/secret-key $(RUN_NEEDS)
 
 run: system-packages redis migrate check-model
 	@echo
-	@echo "stemsite is starting at http://$(HOST):$(PORT)/  (web server and $${WORKERS:-1} supervised worker(s); Ctrl-C stops both)"
+	@echo "stemsite is starting at http://$(HOST):$(PORT)/  (web server, $${WORKERS:-1} separation worker(s) and one for exports and webhooks; Ctrl-C stops them all)"
 	@echo "Create an account on the site, or an admin with: $(PY) manage.py createsuperuser"
 	@echo
 	@SECRET_KEY=$${SECRET_KEY:-$$(cat var/secret-key)} STEMSITE_HTTPS=$${STEMSITE_HTTPS:-false} \
@@ -93,5 +122,13 @@ lint: $(VENV)/.installed
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 
-test: system-packages browser-package redis $(VENV)/.installed lint
-	@SECRET_KEY=stemsite-tests-only $(PY) -m pytest $(PYTEST_ARGS)
+test: system-packages browser-package redis $(VENV)/.installed lint $(if $(filter postgres,$(TEST_DATABASES)),postgres)
+	@for database in $(TEST_DATABASES); do \
+	  case $$database in \
+	    sqlite) url=""; skip="";; \
+	    postgres) url="$(TEST_POSTGRES_URL)"; skip="database_agnostic";; \
+	    *) echo "TEST_DATABASES takes sqlite and postgres, not $$database." >&2; exit 1;; \
+	  esac; \
+	  echo "== Tests on $$database =="; \
+	  DATABASE_URL="$$url" SECRET_KEY=stemsite-tests-only $(PY) -m pytest -n $(TEST_PROCESSES) $${skip:+-m "not $$skip"} $(PYTEST_ARGS) || exit 1; \
+	done

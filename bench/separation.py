@@ -6,7 +6,8 @@ Run from the repository root:
     .venv/bin/python bench/separation.py --size tiny --seconds 10 --rounds 2
     .venv/bin/python bench/separation.py --batch               # five 30 s tracks, one worker
     .venv/bin/python bench/separation.py --device cuda         # adds the realtime factor
-    .venv/bin/python bench/separation.py --variants cli,stemsite,stock,no-malloc,mha-fastpath
+    .venv/bin/python bench/separation.py --variants cli,stemsite,stock,no-malloc,mha-fastpath,bf16
+    .venv/bin/python bench/separation.py --profile             # operators of one chunk, by time
 
 It writes a deterministic 44.1 kHz stereo wav and a random-weight htdemucs (jobs.testmodel), then
 runs, round by round and interleaved, the demucs command line (a fresh process each time, like a
@@ -19,7 +20,9 @@ Worker variants: `worker` runs each track as the RQ worker does, in a process fo
 that holds the model (so it pays torch's first-call costs every time); `stemsite` is
 jobs/separation.py as it is, in a warm process; `stock` turns off both execution
 settings (separate() then runs demucs' apply_model exactly as the CLI does); `no-malloc` leaves
-glibc's allocator alone; `mha-fastpath` keeps torch's MHA fast path. Not part of the test suite.
+glibc's allocator alone; `mha-fastpath` keeps torch's MHA fast path; `bf16` runs `stemsite` under
+bfloat16 autocast, to show what lower precision would buy and cost. `--profile` prints the
+operators that take the time in one 7.8 s chunk instead. Not part of the test suite.
 """
 
 import argparse
@@ -45,6 +48,7 @@ WORKER_VARIANTS = {
     "stock": {"keep_freed_memory": False, "fused_attention": False},
     "no-malloc": {"keep_freed_memory": False},
     "mha-fastpath": {"fused_attention": False},
+    "bf16": {},  # stemsite under torch.autocast(bfloat16): faster, but not the CLI's stems
 }
 
 
@@ -139,13 +143,16 @@ def child(variant: str, repo: str, device: str, threads: int | None) -> None:
     started = time.perf_counter()
     model = separation.load_model("htdemucs", repo)
     loaded = time.perf_counter() - started
+    precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16")
     if not forking:
-        separation.separate(model, np.zeros((2, RATE * 10), np.float32), RATE, options)  # warm-up
+        with precision:
+            separation.separate(model, np.zeros((2, RATE * 10), np.float32), RATE, options)  # warm-up
     print(json.dumps({"load_seconds": loaded, "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         job = json.loads(line)
         if not forking:
-            print(json.dumps(run_job(model, job, options, device)), flush=True)
+            with precision:
+                print(json.dumps(run_job(model, job, options, device)), flush=True)
             continue
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -160,6 +167,26 @@ def child(variant: str, repo: str, device: str, threads: int | None) -> None:
             report = pipe.read()
         os.waitpid(pid, 0)
         print(report, flush=True)
+
+
+def profile(repo: Path, threads: int | None) -> None:
+    """Where one chunk's time goes: the warm model on 7.8 s of audio, operators by their own time."""
+    import torch
+
+    from jobs import separation
+
+    torch.set_num_threads(threads or torch.get_num_threads())
+    separation.keep_freed_memory()
+    model = separation.load_model("htdemucs", str(repo)).models[0]
+    chunk = torch.randn(1, 2, int(model.segment * model.samplerate))
+    with torch.inference_mode(), separation.fused_attention():
+        model(chunk)  # warm-up
+        started = time.perf_counter()
+        model(chunk)
+        print(f"one {float(model.segment):.1f} s chunk: {time.perf_counter() - started:.2f} s unprofiled")
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+            model(chunk)
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def run_job(model, job: dict, options, device: str) -> dict:
@@ -301,6 +328,7 @@ def main() -> None:
         "--variants", default="cli,worker", help=f"cli and any of {','.join(WORKER_VARIANTS)}"
     )
     parser.add_argument("--work", type=Path, help="keep files here instead of a temporary folder")
+    parser.add_argument("--profile", action="store_true", help="profile one chunk of the model, then stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--repo", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -322,6 +350,8 @@ def main() -> None:
         repo = work / f"models-{args.size}"
         if not any(repo.glob("*.th")):
             write_model(repo, "htdemucs", size=args.size)
+        if args.profile:
+            return profile(repo, args.threads)
         print(f"{args.size} htdemucs, device {args.device}, {args.rounds} rounds, variants {args.variants}")
         if args.batch:
             rows = batch(args, repo, work, env)

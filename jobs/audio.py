@@ -11,11 +11,13 @@ No Django here, so the worker and the benchmarks share it as it is.
 import json
 import re
 import subprocess
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 PROBE_TIMEOUT_SECONDS = 30
+OUTPUT_BLOCK_BYTES = 256 * 1024
 # ffmpeg itself maps about 300 MB of shared libraries; decoding audio needs little more.
 MEMORY_LIMIT_BYTES = 768 * 1024 * 1024
 
@@ -202,7 +204,7 @@ def decoded_duration(path: str, max_seconds: float, timeout: float) -> float:
         "ffmpeg", "-nostdin", "-v", "error", *_SAFE_INPUT, "-i", path,
         "-map", "0:a:0", "-t", f"{max_seconds:.3f}", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-",
     ]  # fmt: skip
-    return len(_ffmpeg(command, timeout)) / 2 / rate
+    return _output_size(command, timeout) / 2 / rate
 
 
 def check_complete(path: str, info: AudioInfo, max_seconds: float, timeout: float) -> float:
@@ -238,16 +240,50 @@ def _ffmpeg(command: list[str], timeout: float) -> bytes:
     return _run(command, timeout, slow=MSG_SLOW_DECODE, failed=MSG_UNDECODABLE)
 
 
+def _output_size(command: list[str], timeout: float) -> int:
+    """How many bytes an ffmpeg decode writes to stdout, counted as they come and never kept.
+
+    Runs in the web process for every upload: 100 minutes at 8 kHz mono is 97 MB, which
+    `_run` would hold twice over (the pieces, then the joined bytes).
+    """
+    process = subprocess.Popen(
+        _limited(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    expired = threading.Event()
+    timer = threading.Timer(timeout, lambda: (expired.set(), process.kill()))
+    timer.start()
+    size = 0
+    try:
+        with process.stdout:
+            for block in iter(lambda: process.stdout.read(OUTPUT_BLOCK_BYTES), b""):
+                size += len(block)
+        process.wait()
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if expired.is_set():
+        raise AudioError(MSG_SLOW_DECODE)
+    if process.returncode != 0:
+        raise AudioError(MSG_UNDECODABLE)
+    return size
+
+
 def _run(command: list[str], timeout: float, slow: str, failed: str) -> bytes:
     """Run ffmpeg or ffprobe under the address-space limit; `slow` and `failed` are what users see."""
-    limited = ["prlimit", f"--as={MEMORY_LIMIT_BYTES}", "--", *command]
     try:
-        result = subprocess.run(limited, capture_output=True, timeout=timeout, check=False)
+        result = subprocess.run(_limited(command), capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise AudioError(slow) from None
     if result.returncode != 0:
         raise AudioError(failed)
     return result.stdout
+
+
+def _limited(command: list[str]) -> list[str]:
+    """`command` under the address-space limit every ffmpeg and ffprobe run here gets."""
+    return ["prlimit", f"--as={MEMORY_LIMIT_BYTES}", "--", *command]
 
 
 def _float(value) -> float:

@@ -1,16 +1,30 @@
-"""Serving stored files to their owner, with HTTP Range support so players can seek."""
+"""Serving stored files to their owner, with HTTP Range support so players can seek.
+
+From local disk this process streams the bytes; from an S3 bucket it answers with a redirect to
+a short-lived presigned URL, and the bucket serves the bytes (and ranges) itself.
+"""
 
 import io
 import re
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import closing
 from pathlib import PurePosixPath
 
+from asgiref.sync import sync_to_async
 from django.core.files.storage import Storage
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.utils.http import content_disposition_header
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 64 * 1024
@@ -23,20 +37,21 @@ def stored_file_response(
     """A stored stem, preview or mix, typed by its extension: how pages and the API serve them all."""
     extension = PurePosixPath(stored.name).suffix.lstrip(".")
     content_type = AUDIO_CONTENT_TYPES.get(extension, "application/octet-stream")
+    if isinstance(stored.storage, S3Storage):
+        return presigned_redirect(stored.storage, stored.name, filename, content_type, as_attachment)
     return file_response(request, stored.storage, stored.name, filename, content_type, as_attachment)
 
 
 def file_response(
     request: HttpRequest, storage: Storage, name: str, filename: str, content_type: str, as_attachment: bool
 ) -> HttpResponse:
-    """The whole file, or the single byte range asked for (206), streamed from storage."""
+    """The whole file, or the single byte range asked for (206), streamed from storage a chunk at a
+    time (under daphne too: see streaming_response)."""
     size = storage.size(name)
     disposition = content_disposition_header(as_attachment, filename)
     match = _RANGE.match(request.headers.get("Range", "").strip())
-    if not match or not any(match.groups()):
-        response = FileResponse(storage.open(name, "rb"), content_type=content_type)
-        response["Content-Length"] = str(size)
-    else:
+    start, end, status = 0, size - 1, 200
+    if match and any(match.groups()):
         first, last = match.groups()
         if first:
             start, end = int(first), min(int(last) if last else size - 1, size - 1)
@@ -46,13 +61,29 @@ def file_response(
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
-        response = StreamingHttpResponse(
-            _read_range(storage, name, start, end), status=206, content_type=content_type
-        )
+        status = 206
+    response = streaming_response(
+        request, _read_range(storage, name, start, end), status=status, content_type=content_type
+    )
+    if status == 206:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
-        response["Content-Length"] = str(end - start + 1)
+    response["Content-Length"] = str(end - start + 1)
     response["Accept-Ranges"] = "bytes"
     response["Content-Disposition"] = disposition
+    return response
+
+
+def presigned_redirect(
+    storage: S3Storage, name: str, filename: str, content_type: str, as_attachment: bool
+) -> HttpResponse:
+    """A redirect to a URL that reads this one object for the bucket's URL life; the bucket answers
+    with this name and type, and honours Range. Never cached: a cached redirect would outlive the URL."""
+    disposition = content_disposition_header(as_attachment, filename)
+    url = storage.url(
+        name, parameters={"ResponseContentDisposition": disposition, "ResponseContentType": content_type}
+    )
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "private, no-store"
     return response
 
 
@@ -88,6 +119,25 @@ class _Sink(io.RawIOBase):
         return data
 
 
+def streaming_response(request: HttpRequest, chunks: Iterator[bytes], **kwargs) -> StreamingHttpResponse:
+    """A response that sends `chunks` as they come, under daphne too: Django's ASGI handler would
+    first collect a plain iterator whole, so there each chunk is made in a worker thread instead."""
+    if isinstance(request, ASGIRequest):
+        return StreamingHttpResponse(_in_threads(chunks), **kwargs)
+    return StreamingHttpResponse(chunks, **kwargs)
+
+
+async def _in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    iterator = iter(chunks)
+    following = sync_to_async(next, thread_sensitive=False)
+    try:
+        while (chunk := await following(iterator, None)) is not None:
+            yield chunk
+    finally:  # a client that hangs up mid-download: close the stored files now, not at collection
+        if close := getattr(iterator, "close", None):
+            await sync_to_async(close, thread_sensitive=False)()
+
+
 def zip_stream(entries: Iterable[tuple[str, Storage, str]]) -> Iterator[bytes]:
     """A zip of stored files `(name in the zip, storage, stored name)`, produced CHUNK by CHUNK.
 
@@ -105,9 +155,18 @@ def _zip_chunks(entries: Iterable[tuple[str, Storage, str]]) -> Iterator[bytes]:
             info = zipfile.ZipInfo(arcname, date_time=time.localtime()[:6])
             info.compress_type = zipfile.ZIP_STORED
             info.file_size = storage.size(name)  # lets zipfile choose zip64 for a file over 2 GB
-            with storage.open(name, "rb") as source, archive.open(info, "w") as target:
+            with _read_stream(storage, name) as source, archive.open(info, "w") as target:
                 while chunk := source.read(CHUNK):
                     target.write(chunk)
                     yield sink.take()
             yield sink.take()
     yield sink.take()
+
+
+def _read_stream(storage: Storage, name: str):
+    """The stored file, read once from start to end: from a bucket, the GET's own body (opening an
+    S3 file would first copy the whole object)."""
+    if isinstance(storage, S3Storage):
+        key = storage._normalize_name(clean_name(name))
+        return closing(storage.bucket.Object(key).get()["Body"])
+    return storage.open(name, "rb")

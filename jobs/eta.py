@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import Queue, Worker
 
 from jobs.models import Job
 
@@ -52,13 +52,27 @@ def recent_speeds() -> dict[str, float]:
 
 
 def worker_count() -> int:
+    """How many workers take jobs (at least 1), through one Redis client per process.
+
+    Every page, push and socket re-read of an unfinished job asks; a new client each time opened
+    a new Redis connection each time, which cost more than the rest of the estimate
+    (bench/push.py).
+    """
     import django_rq
 
+    config = settings.RQ_QUEUES[settings.STEMSITE_QUEUE]
+    key = repr(sorted(config.items()))
     try:
-        queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
+        queue = _queues.get(key)
+        if queue is None:
+            queue = _queues[key] = django_rq.get_queue(settings.STEMSITE_QUEUE)
         return max(1, Worker.count(queue=queue))
     except (RedisError, OSError):
         return 1
+
+
+# The queue (and so its Redis client) per queue configuration: tests override the settings.
+_queues: dict[str, Queue] = {}
 
 
 def estimates() -> dict:

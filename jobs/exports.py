@@ -17,13 +17,14 @@ from pathlib import Path, PurePosixPath
 
 import django_rq
 import numpy as np
-import torch
 from django.conf import settings
 from django.core.files import File
 from django.db import IntegrityError, transaction
 from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
 
-from jobs import audio, separation
+from jobs import audio
 from jobs.events import publish_export_state
 from jobs.models import Job, MixExport
 from jobs.tasks import STORAGE_ERRORS
@@ -97,14 +98,27 @@ def request_export(job: Job, gains: dict[str, float], output_format: str) -> Mix
     return export
 
 
-def enqueue_export(export: MixExport) -> None:
-    """Queue the render ahead of waiting separations (a mix takes seconds); if Redis is away the
-    export fails with a sentence and can simply be asked for again."""
+def export_rq_id(export_id) -> str:
+    """The RQ id of an export's render: one per export, so the reconciler can look it up."""
+    return f"mix-export-{export_id}"
+
+
+def enqueue_export(export: MixExport) -> bool:
+    """Queue the render on the short queue, whose own worker never waits behind separations (a mix
+    takes seconds); if Redis is away the export fails with a sentence and can simply be asked for
+    again, and this returns False.
+
+    An export asked for again reuses its RQ id: the earlier render's record is dropped first, so
+    the queue and RQ's registries never hold two renders of one export.
+    """
+    queue = django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE)
     try:
-        django_rq.get_queue(settings.STEMSITE_QUEUE).enqueue(
+        with contextlib.suppress(NoSuchJobError):
+            RQJob.fetch(export_rq_id(export.pk), connection=queue.connection).delete()
+        queue.enqueue(
             render_export,
             str(export.pk),
-            at_front=True,
+            job_id=export_rq_id(export.pk),
             job_timeout=settings.STEMSITE_TIMEOUT_BASE_SECONDS + settings.STEMSITE_MAX_DURATION_SECONDS,
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
@@ -113,6 +127,8 @@ def enqueue_export(export: MixExport) -> None:
     except (RedisError, OSError) as error:
         logger.warning("Could not queue mix export %s: %s", export.pk, error)
         export.mark_failed(MSG_NOT_QUEUED)
+        return False
+    return True
 
 
 def render_export(export_id: str) -> None:
@@ -192,6 +208,10 @@ def _render(export: MixExport) -> tuple[str, int]:
 
         mix = mix_stems(inputs, limit, timeout=max(60, limit), on_stem=decoded)
         target = Path(workdir) / f"mix.{fmt.extension}"
+        import torch  # here, in the work horse: web processes import this module too
+
+        from jobs import separation
+
         separation.encode(torch.from_numpy(mix), target, MIX_SAMPLE_RATE, fmt.bits, False, fmt.mp3_bitrate)
         del mix
         if export.set_progress(90):

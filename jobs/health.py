@@ -11,6 +11,14 @@ REDIS_TIMEOUT = 1.5  # seconds, to connect and for each command
 
 
 @dataclass
+class QueueHealth:
+    """One RQ queue: jobs waiting in it and workers listening to it."""
+
+    depth: int
+    workers: int
+
+
+@dataclass
 class Health:
     """What was checked; `problems` holds one sentence per thing that is not usable."""
 
@@ -18,6 +26,7 @@ class Health:
     redis: bool = False
     workers: int = 0
     queue_depth: int | None = None
+    queues: dict[str, QueueHealth] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -31,11 +40,14 @@ class Health:
             "redis": "ok" if self.redis else "unavailable",
             "workers": self.workers,
             "queue_depth": self.queue_depth,
+            "queues": {name: {"depth": q.depth, "workers": q.workers} for name, q in self.queues.items()},
             "problems": self.problems,
         }
 
 
 def check_health() -> Health:
+    """`workers` and `queue_depth` count every queue; `queues` has them per queue. A queue that no
+    worker listens to is a problem of its own: its jobs would wait forever."""
     health = Health()
     try:
         with connection.cursor() as cursor:
@@ -47,14 +59,25 @@ def check_health() -> Health:
     client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
     try:
         client.ping()
-        queue = Queue(settings.STEMSITE_QUEUE, connection=client)
-        health.queue_depth = queue.count
-        health.workers = Worker.count(queue=queue)
+        for name in settings.RQ_QUEUES:
+            queue = Queue(name, connection=client)
+            health.queues[name] = QueueHealth(depth=queue.count, workers=Worker.count(queue=queue))
+        health.queue_depth = sum(queue.depth for queue in health.queues.values())
+        health.workers = Worker.count(connection=client)
         health.redis = True
     except (redis.RedisError, OSError) as error:
         health.problems.append(f"Redis cannot be reached: {error}")
     finally:
         client.close()
-    if health.redis and health.workers == 0:
-        health.problems.append("No worker is running: queued jobs will not start.")
+    for name, queue in health.queues.items() if health.redis else ():
+        if queue.workers == 0:
+            health.problems.append(
+                f"No worker is running on the {name} queue: {_waiting_on(name)} will not start."
+            )
     return health
+
+
+def _waiting_on(queue: str) -> str:
+    if queue == settings.STEMSITE_SHORT_QUEUE:
+        return "mix exports and webhook deliveries"
+    return "separations"

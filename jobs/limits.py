@@ -53,6 +53,10 @@ def storage_used(user) -> int:
     return inputs + stems
 
 
+def tracks(count: int) -> str:
+    return f"{count} track" if count == 1 else f"{count} tracks"
+
+
 def check_upload_allowed(user, sizes: list[int]) -> None:
     """Raise LimitExceeded if storing uploads of these sizes would break one of the user's limits.
 
@@ -64,14 +68,14 @@ def check_upload_allowed(user, sizes: list[int]) -> None:
     if usage.uploads_per_hour and usage.uploads_last_hour + count > usage.uploads_per_hour:
         left = max(0, usage.uploads_per_hour - usage.uploads_last_hour)
         raise LimitExceeded(
-            f"You can upload {usage.uploads_per_hour} tracks per hour and have uploaded "
+            f"You can upload {tracks(usage.uploads_per_hour)} per hour and have uploaded "
             f"{usage.uploads_last_hour} in the last hour"
             + (f"; {left} more can go now." if left else ". Try again later.")
         )
     if usage.max_active_jobs and usage.active_jobs + count > usage.max_active_jobs:
         left = max(0, usage.max_active_jobs - usage.active_jobs)
         raise LimitExceeded(
-            f"You can have {usage.max_active_jobs} tracks waiting or being separated at once and have "
+            f"You can have {tracks(usage.max_active_jobs)} waiting or being separated at once and have "
             f"{usage.active_jobs}"
             + (f"; {left} more can go now." if left else ". Upload more once some have finished.")
         )

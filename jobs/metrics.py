@@ -81,7 +81,7 @@ def process_exited(pid: int) -> None:
 
 
 class _ScrapeTimeCollector:
-    """Figures read when scraped: jobs by status, queue depth, workers, webhook deliveries."""
+    """Figures read when scraped: jobs by status, depth and workers of each queue, webhook deliveries."""
 
     def collect(self):
         jobs = GaugeMetricFamily("stemsite_jobs", "Jobs by status.", labels=["status"])
@@ -98,8 +98,8 @@ class _ScrapeTimeCollector:
         yield deliveries
         try:
             connection = django_rq.get_connection(settings.STEMSITE_QUEUE)
-            queue = Queue(settings.STEMSITE_QUEUE, connection=connection)
-            depth, workers = queue.count, Worker.count(queue=queue)
+            queues = [Queue(name, connection=connection) for name in settings.RQ_QUEUES]
+            figures = [(queue.name, queue.count, Worker.count(queue=queue)) for queue in queues]
         except (RedisError, OSError) as error:
             logger.warning("Metrics: Redis cannot be reached: %s", error)
             up = GaugeMetricFamily("stemsite_redis_up", "Whether Redis answered this scrape.")
@@ -109,8 +109,13 @@ class _ScrapeTimeCollector:
         up = GaugeMetricFamily("stemsite_redis_up", "Whether Redis answered this scrape.")
         up.add_metric([], 1)
         yield up
-        yield GaugeMetricFamily("stemsite_queue_depth", "Jobs waiting in the queue.", value=depth)
-        yield GaugeMetricFamily("stemsite_workers", "Workers registered on the queue.", value=workers)
+        depth = GaugeMetricFamily("stemsite_queue_depth", "Jobs waiting, by queue.", labels=["queue"])
+        workers = GaugeMetricFamily("stemsite_workers", "Workers listening, by queue.", labels=["queue"])
+        for name, waiting, listening in figures:
+            depth.add_metric([name], waiting)
+            workers.add_metric([name], listening)
+        yield depth
+        yield workers
 
 
 def render_metrics() -> bytes:

@@ -251,8 +251,13 @@ class Job(models.Model):
         """Remove the job, its stems, its mix exports and every stored file: nothing of the upload stays."""
         self.delete_stems()
         self.delete_exports()
-        self.input_file.delete(save=False)
+        self.delete_input()
         self.delete()
+
+    def delete_input(self) -> None:
+        """Remove the stored upload, and the partial file of a save that failed part way (no name yet)."""
+        self.input_file.delete(save=False)
+        self._delete_folder("input")
 
     def delete_stems(self) -> None:
         """Remove every stem row, file and preview, including files a killed run wrote without a row."""

@@ -3,8 +3,10 @@
 Every few seconds it compares queued and running rows with what RQ knows and resolves each
 mismatch: a queued row whose RQ job is gone (Redis restarted, or was down at upload) is queued
 again; a running row whose RQ job or worker is gone (a crash, a killed worker, a lost Redis) is
-queued as a new attempt a bounded number of times, then failed with a message. A Redis lock
-makes sure only one reconciler acts at a time, however many machines run workers.
+queued as a new attempt a bounded number of times, then failed with a message. Mix exports get
+the same care on the short queue: a queued one is queued again, a running one whose render is
+gone fails with a sentence (asking again renders it anew). A Redis lock makes sure only one
+reconciler acts at a time, however many machines run workers.
 """
 
 import logging
@@ -22,8 +24,9 @@ from rq.utils import utcparse
 from rq.worker import Worker
 
 from jobs.events import publish_job_state, publish_queue
+from jobs.exports import enqueue_export, export_rq_id, fail_lost_export
 from jobs.metrics import count_failure
-from jobs.models import Job
+from jobs.models import Job, MixExport
 from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
 from jobs.webhooks import queue_job_event
 
@@ -40,11 +43,17 @@ class Reconciliation:
     requeued: list = field(default_factory=list)
     recovered: list = field(default_factory=list)
     failed: list = field(default_factory=list)
+    exports_requeued: list = field(default_factory=list)
+    exports_failed: list = field(default_factory=list)
     skipped: bool = False
 
     @property
     def changed(self) -> bool:
         return bool(self.requeued or self.recovered or self.failed)
+
+    @property
+    def exports_changed(self) -> bool:
+        return bool(self.exports_requeued or self.exports_failed)
 
 
 def reconcile() -> Reconciliation:
@@ -69,14 +78,31 @@ def _reconcile(connection: Redis) -> Reconciliation:
         status=Job.Status.QUEUED, queued_at__lt=settled_before
     )
     for job in queued:
-        if not _is_alive(_fetch(job, connection), connection):
+        if not _carried(job.rq_job_id, connection):
             logger.info("Job %s is queued but not in RQ: queuing it again", job.pk)
             if enqueue_separation(job):
                 result.requeued.append(job.pk)
     for job in Job.objects.select_related("owner").filter(status=Job.Status.RUNNING):
-        if not _is_alive(_fetch(job, connection), connection):
+        if not _carried(job.rq_job_id, connection):
             _resolve_lost_run(job, result)
+    _reconcile_exports(result, settled_before)
     return result
+
+
+def _reconcile_exports(result: Reconciliation, settled_before) -> None:
+    """Mixes whose render RQ no longer carries: queued ones go again, running ones fail."""
+    connection = django_rq.get_connection(settings.STEMSITE_SHORT_QUEUE)
+    exports = MixExport.objects.all()
+    for export in exports.filter(status=MixExport.Status.QUEUED, created_at__lt=settled_before):
+        if not _carried(export_rq_id(export.pk), connection):
+            logger.info("Mix export %s is queued but not in RQ: queuing it again", export.pk)
+            if enqueue_export(export):
+                result.exports_requeued.append(export.pk)
+    for export in exports.filter(status=MixExport.Status.RUNNING):
+        if not _carried(export_rq_id(export.pk), connection):
+            logger.warning("Mix export %s lost its worker: failed", export.pk)
+            fail_lost_export(export.pk)
+            result.exports_failed.append(export.pk)
 
 
 def _resolve_lost_run(job: Job, result: Reconciliation) -> None:
@@ -96,16 +122,11 @@ def _resolve_lost_run(job: Job, result: Reconciliation) -> None:
         result.failed.append(job.pk)
 
 
-def _fetch(job: Job, connection: Redis) -> RQJob | None:
-    try:
-        return RQJob.fetch(job.rq_job_id, connection=connection)
-    except NoSuchJobError:
-        return None
-
-
-def _is_alive(rq_job: RQJob | None, connection: Redis) -> bool:
+def _carried(rq_job_id: str, connection: Redis) -> bool:
     """Whether RQ still carries this attempt: waiting in the queue, or started on a live worker."""
-    if rq_job is None:
+    try:
+        rq_job = RQJob.fetch(rq_job_id, connection=connection)
+    except NoSuchJobError:
         return False
     status = rq_job.get_status(refresh=False)
     if status in TERMINAL:

@@ -1,22 +1,47 @@
 """Turning validated uploads into queued jobs, with nothing left behind if that fails."""
 
+import errno
 import hashlib
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from jobs.forms import AcceptedFile
+from jobs.limits import check_upload_allowed
 from jobs.models import Job, upload_label
 from jobs.options import JobOptions
-from jobs.tasks import enqueue_separation
+from jobs.tasks import STORAGE_ERRORS, enqueue_separation
+
+logger = logging.getLogger(__name__)
+
+MSG_NO_ROOM = (
+    "The server has no room to store uploads right now, so nothing was saved. Try again later; "
+    "the site's staff have been told in the log."
+)
+MSG_READ_ONLY = (
+    "The server's storage is read-only right now, so nothing was saved. Try again later; "
+    "the site's staff have been told in the log."
+)
+
+
+class UploadNotStored(Exception):
+    """The server could not store the upload (full or read-only storage); a sentence for the user."""
 
 
 @dataclass(frozen=True)
 class Submission:
     job: Job
     reused: bool  # the same audio with the same options was already separated (or is on its way)
-    paused: bool = False  # saved and queued in the database, but Redis could not take it yet
+    # What queueing on commit returned: [False] once committed means Redis could not take it yet.
+    enqueued: list = field(default_factory=list)
+
+    @property
+    def paused(self) -> bool:
+        """Saved and queued in the database, but not yet in Redis; read after the commit."""
+        return self.enqueued == [False]
 
 
 def dedupe_key(content_hash: str, model: str, settings_json: dict) -> str:
@@ -68,13 +93,40 @@ def submit_job(owner, accepted: AcceptedFile, options: JobOptions, callback_url:
             job.save()
             transaction.on_commit(lambda: enqueued.append(enqueue_separation(job)))
     except IntegrityError:
-        job.input_file.delete(save=False)
+        job.delete_input()
         winner = Job.objects.filter(owner=owner, dedupe_key=key, status__in=Job.ACTIVE).first()
         if winner is None:
             raise  # the constraint that fired was not the duplicate one
         return Submission(winner, reused=True)
     except BaseException:
-        if job.input_file.name:
-            job.input_file.delete(save=False)
+        job.delete_input()
         raise
-    return Submission(job, reused=False, paused=enqueued == [False])
+    return Submission(job, reused=False, enqueued=enqueued)
+
+
+def submit_within_limits(
+    owner, files: list[AcceptedFile], options: JobOptions, callback_url: str = ""
+) -> list[Submission]:
+    """Check the owner's limits and submit every file as one step; raises LimitExceeded.
+
+    Two uploads at once must not both pass a check that only one of them fits: the owner's row is
+    locked until the jobs are saved (on SQLite every write transaction already runs alone). If a
+    later file fails, the jobs saved before it are rolled back, so their stored uploads go too;
+    full or read-only storage raises UploadNotStored.
+    """
+    submissions: list[Submission] = []
+    try:
+        with transaction.atomic():
+            get_user_model().objects.select_for_update().only("pk").get(pk=owner.pk)
+            check_upload_allowed(owner, [accepted.upload.size for accepted in files])
+            for accepted in files:
+                submissions.append(submit_job(owner, accepted, options, callback_url))
+    except BaseException as error:
+        for submission in submissions:
+            if not submission.reused:
+                submission.job.delete_input()
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRORS:
+            logger.error("An upload of %s could not be stored: %s", owner, error)
+            raise UploadNotStored(MSG_READ_ONLY if error.errno == errno.EROFS else MSG_NO_ROOM) from error
+        raise
+    return submissions

@@ -8,9 +8,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import django_rq
-import torch
 from django.conf import settings
 from django.core.files import File
 from django.db import transaction
@@ -19,12 +19,15 @@ from rq import get_current_job
 from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
-from jobs import audio, separation
+from jobs import audio
 from jobs.events import publish_job_state, publish_queue
 from jobs.models import Job, Stem
 from jobs.options import JobOptions
 from jobs.peaks import compute_peaks, encoder_scale
 from jobs.webhooks import queue_job_event
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,11 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
     if job is None or not job.mark_running():
         logger.info("Skipping job %s attempt %s: it is gone, superseded or no longer queued", job_id, attempt)
         return
+    # torch and demucs load here, in the work horse: web processes import this module too.
+    import torch
+
+    from jobs import separation
+
     _configure_torch_threads()
     publish_job_state(job)
     publish_queue()
@@ -160,6 +168,8 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
     Stem rows and the succeeded status are written in one transaction after every file is
     stored, so a page never lists a stem that is missing or half-written.
     """
+    from jobs import separation
+
     options = job.job_options
     job.delete_stems()
     with tempfile.TemporaryDirectory(prefix="stemsite-") as workdir:
@@ -211,9 +221,11 @@ class _EncodedStem:
 
 
 def _encode_stem(
-    name: str, samples: torch.Tensor, workdir: Path, rate: int, options: JobOptions
+    name: str, samples: "torch.Tensor", workdir: Path, rate: int, options: JobOptions
 ) -> _EncodedStem:
     """The stem in the chosen format, its waveform peaks, and an MP3 preview when the format is lossless."""
+    from jobs import separation
+
     fmt = options.format_choice
     array = samples.numpy()
     peaks = compute_peaks(array, rate, encoder_scale(array))
@@ -304,6 +316,8 @@ def job_stopped(rq_job, connection, *args, **kwargs) -> None:
 
 
 def _configure_torch_threads() -> None:
+    import torch
+
     threads = settings.STEMSITE_TORCH_THREADS
     torch.set_num_threads(threads if threads > 0 else len(os.sched_getaffinity(0)))
 
@@ -332,6 +346,10 @@ def preload_model(name: str) -> None:
     Runs single-threaded and on the CPU: no torch thread pool and no CUDA may exist in a parent
     that forks.
     """
+    import torch
+
+    from jobs import separation
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

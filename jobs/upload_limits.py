@@ -1,4 +1,5 @@
-"""Upload size and count limits, enforced while the request arrives rather than after.
+"""Upload size and count limits, enforced while the request arrives rather than after; under
+daphne, a large body also reaches Django from disk a few chunks at a time.
 
 Three layers: daphne's request class refuses a body over the limit as it streams in; an ASGI
 middleware in front of Django does the same for servers that hand bodies over as they arrive
@@ -7,6 +8,7 @@ Django itself (WSGI, or defence in depth). None leaves a temporary file behind: 
 written before the refusal, or Django's own clean-up of an interrupted upload removes it.
 """
 
+import asyncio
 import json
 import logging
 
@@ -18,6 +20,9 @@ from django.template.loader import render_to_string
 logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+# How much of a request body daphne hands Django per message, and how many messages may wait.
+BODY_CHUNK_BYTES = 64 * 1024
+BODY_CHUNKS_AHEAD = 4
 # Room for the form's other fields and the multipart headers around the files themselves.
 FORM_OVERHEAD_BYTES = MB
 
@@ -180,9 +185,9 @@ def limit_daphne_request_bodies(max_bytes: int) -> bool:
     daphne (through twisted) writes the whole body to a temporary file before the application
     is called, so no ASGI middleware can stop a 10 GB upload from filling the disk. Its request
     class is swapped, once, for one that answers 413 and closes the connection as soon as the
-    Content-Length or the bytes received pass the limit, and that leaves multipart parsing to
-    Django. Returns False, and changes nothing, when daphne's internals are not the ones this
-    was written for.
+    Content-Length or the bytes received pass the limit, that leaves multipart parsing to
+    Django, and that hands the body to the application at its pace (`PacedBody`). Returns
+    False, and changes nothing, when daphne's internals are not the ones this was written for.
     """
     from daphne import http_protocol
 
@@ -197,6 +202,16 @@ def limit_daphne_request_bodies(max_bytes: int) -> bool:
     class LimitedWebRequest(base):
         received = 0
         refused = False
+        _application_queue = None
+
+        @property
+        def application_queue(self):
+            return self._application_queue
+
+        @application_queue.setter
+        def application_queue(self, queue):
+            # daphne sets this to the application's input queue, then puts the whole body in it.
+            self._application_queue = PacedBody(queue, self.content) if PacedBody.fits(queue) else queue
 
         def __init__(self, *args, **kwargs):
             # twisted would also parse every multipart body into memory for request.args, which
@@ -240,3 +255,56 @@ def limit_daphne_request_bodies(max_bytes: int) -> bool:
     LimitedWebRequest.max_body_bytes = max_bytes
     http_protocol.WebRequest = LimitedWebRequest
     return True
+
+
+class PacedBody:
+    """Stands in for daphne's input queue of one HTTP request, so the body never sits in memory.
+
+    daphne reads the whole body from twisted's temporary file into the application's unbounded
+    queue at once (8 KB messages): a 1 GB upload held 1 GB of RAM until Django had spooled it
+    back to disk. Here those messages are dropped, and the body is read again from the file, a
+    few chunks ahead of the application, as the application takes them. Other messages (the
+    disconnect) pass straight through; a disconnect also stops the reading.
+    """
+
+    def __init__(self, queue: asyncio.Queue, content):
+        self.queue = queue
+        self.content = content
+        self.feeding: asyncio.Task | None = None
+        queue._maxsize = BODY_CHUNKS_AHEAD  # put() now waits for the application to take a chunk
+
+    @staticmethod
+    def fits(queue) -> bool:
+        """Whether `queue` is the asyncio queue this was written for (else daphne's way stays)."""
+        return isinstance(queue, asyncio.Queue) and isinstance(getattr(queue, "_maxsize", None), int)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def put_nowait(self, message: dict) -> None:
+        if message["type"] == "http.request":
+            if self.feeding is None:  # daphne's first body message: the file is complete
+                self.feeding = asyncio.ensure_future(self._feed())
+            return
+        if self.feeding is not None:
+            self.feeding.cancel()
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            asyncio.ensure_future(self.queue.put(message))
+
+    async def _feed(self) -> None:
+        self.content.seek(0)
+        while True:
+            try:
+                chunk = self.content.read(BODY_CHUNK_BYTES)
+            except ValueError:  # twisted closed the file: the connection is gone, daphne says so
+                return
+            except OSError:
+                logger.exception("Could not read a request body back from daphne's temporary file")
+                await self.queue.put({"type": "http.disconnect"})  # Django gives the request up
+                return
+            more = len(chunk) == BODY_CHUNK_BYTES
+            await self.queue.put({"type": "http.request", "body": chunk, "more_body": more})
+            if not more:
+                return

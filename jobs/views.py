@@ -2,10 +2,12 @@
 
 from pathlib import PurePosixPath
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
@@ -14,14 +16,14 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from jobs.api.tokens import create_token, revoke_token
 from jobs.control import cancel_job, retry_job
-from jobs.downloads import stored_file_response, zip_stream
+from jobs.downloads import stored_file_response, streaming_response, zip_stream
 from jobs.exports import request_export
 from jobs.forms import ApiTokenForm, MixExportForm, SignupForm, UploadForm
 from jobs.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
 from jobs.fragments import status_context
-from jobs.limits import LimitExceeded, check_upload_allowed, usage_for
+from jobs.limits import LimitExceeded, usage_for
 from jobs.models import IdenticalJobActive, Job, MixExport
-from jobs.submission import submit_job
+from jobs.submission import UploadNotStored, submit_within_limits
 from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.upload_limits import refusal_message
 from jobs.webhooks import rotate_secret, secret_for
@@ -40,8 +42,16 @@ def _get_job_for_user(request: HttpRequest, job_id) -> Job:
 @login_required
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "jobs/job_list.html", {**_job_page(request), "form": UploadForm()})
+
+
+def _job_page(request: HttpRequest) -> dict:
+    """One page of the user's jobs, newest first: a long history must not make every visit slow.
+
+    Any unreadable or out-of-range `?page=` shows the nearest real page, never an error."""
     jobs = Job.objects.filter(owner=request.user)
-    return render(request, "jobs/job_list.html", {"jobs": jobs, "form": UploadForm()})
+    page = Paginator(jobs, settings.STEMSITE_JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    return {"jobs": page.object_list, "page": page}
 
 
 @login_required
@@ -50,15 +60,13 @@ def job_create(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            check_upload_allowed(request.user, [accepted.upload.size for accepted in form.accepted])
-        except LimitExceeded as error:
+            submissions = submit_within_limits(request.user, form.accepted, form.job_options)
+        except (LimitExceeded, UploadNotStored) as error:
             form.add_error(None, str(error))
     if not form.is_valid():
         if request.htmx:
             return render(request, "jobs/job_list.html#upload-form", {"form": form})
-        jobs = Job.objects.filter(owner=request.user)
-        return render(request, "jobs/job_list.html", {"jobs": jobs, "form": form}, status=400)
-    submissions = [submit_job(request.user, accepted, form.job_options) for accepted in form.accepted]
+        return render(request, "jobs/job_list.html", {**_job_page(request), "form": form}, status=400)
     for submission in submissions:
         if submission.reused:
             done = "was already separated" if submission.job.is_finished else "is already being separated"
@@ -104,7 +112,7 @@ def stem_file(request: HttpRequest, job_id, stem_name: str) -> HttpResponse:
         else f"{job.display_name} - {stem.name}{PurePosixPath(served.name).suffix}"
     )
     response = stored_file_response(request, served, filename, as_attachment=not play)
-    response["Cache-Control"] = "private, max-age=3600"
+    response.setdefault("Cache-Control", "private, max-age=3600")
     return response
 
 
@@ -117,7 +125,7 @@ def stems_zip(request: HttpRequest, job_id) -> HttpResponse:
     if not stems:
         raise Http404("This track has no stems yet.")
     entries = [(stem.download_name, stem.file.storage, stem.file.name) for stem in stems]
-    response = StreamingHttpResponse(zip_stream(entries), content_type="application/zip")
+    response = streaming_response(request, zip_stream(entries), content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, f"{job.display_name} - stems.zip")
     response["Cache-Control"] = "private, no-store"
     return response

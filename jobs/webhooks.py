@@ -135,7 +135,7 @@ def queue_job_event(job: Job) -> bool:
     event = f"job.{job.status}"
     body = json.dumps(event_payload(job, event), separators=(",", ":"))
     try:
-        django_rq.get_queue(settings.STEMSITE_QUEUE).enqueue(
+        django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue(
             deliver_event, str(job.pk), event, body, str(uuid.uuid4()), 1, **_delivery_options()
         )
     except (RedisError, OSError) as error:
@@ -145,8 +145,8 @@ def queue_job_event(job: Job) -> bool:
 
 
 def _delivery_options() -> dict:
+    """Deliveries travel on the short queue, beside mix exports, never behind separations."""
     return {
-        "at_front": True,
         "job_timeout": DELIVERY_TIMEOUT + 20,
         "result_ttl": 3600,
         "failure_ttl": 24 * 3600,
@@ -211,7 +211,7 @@ def _schedule_retry(job_id: str, event: str, body: str, delivery_id: str, attemp
         logger.warning("Webhook %s of job %s failed %s times; giving up", event, job_id, attempt)
         return
     try:
-        django_rq.get_queue(settings.STEMSITE_QUEUE).enqueue_in(
+        django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue_in(
             timedelta(seconds=delays[attempt - 1]),
             deliver_event, job_id, event, body, delivery_id, attempt + 1, **_delivery_options(),
         )  # fmt: skip
@@ -226,7 +226,7 @@ def redeliver(delivery: WebhookDelivery) -> bool:
         return False
     body = json.dumps(event_payload(job, delivery.event), separators=(",", ":"))
     try:
-        django_rq.get_queue(settings.STEMSITE_QUEUE).enqueue(
+        django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue(
             deliver_event, str(job.pk), delivery.event, body, str(uuid.uuid4()), delivery.attempt + 1,
             **_delivery_options(),
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The RQ worker class stemsite runs: RQ's forking worker, with models loaded before forks."""
+"""The RQ worker class stemsite runs on both queues: RQ's forking worker, with models loaded before forks."""
 
 import ctypes
 import logging
@@ -6,7 +6,6 @@ import os
 import signal
 
 from django.conf import settings
-from redis.exceptions import RedisError
 from rq import Worker
 
 from jobs.exports import fail_lost_export
@@ -16,6 +15,7 @@ from jobs.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SeparationWorker(Worker):
@@ -24,7 +24,9 @@ class SeparationWorker(Worker):
     The parent records each finished separation's metrics (jobs.metrics), after its horse ended.
 
     The parent loads a job's model just before forking it, so the horse inherits it warm and the
-    parent's bounded cache serves every later job of that model.
+    parent's bounded cache serves every later job of that model. A worker of the separation queue
+    loads the default model at start; one serving only the short queue (mix exports, webhook
+    deliveries) never loads a model, so it stays small.
 
     Its timings come from settings so that a dead worker is noticed within seconds: the parent
     heartbeats every STEMSITE_JOB_MONITORING_INTERVAL while a job runs (the reconciler reads that
@@ -38,18 +40,26 @@ class SeparationWorker(Worker):
         kwargs["maintenance_interval"] = settings.STEMSITE_WORKER_MAINTENANCE_INTERVAL
         super().__init__(*args, **kwargs)
         self._parent_pid = os.getpid()
+        self._running_job = None
 
     def work(self, *args, **kwargs):
-        preload_model(settings.STEMSITE_MODEL)
+        # torch and demucs are imported once here, not in every forked job (exports encode with
+        # them too); importing starts no threads, so forking stays safe.
+        import jobs.separation  # noqa: F401
+
+        if settings.STEMSITE_QUEUE in self.queue_names():
+            preload_model(settings.STEMSITE_MODEL)
         return super().work(*args, **kwargs)
 
     def execute_job(self, job, queue):
         if job.meta.get("model"):
             preload_model(job.meta["model"])
         self._parent_pid = os.getpid()
+        self._running_job = job
         try:
             return super().execute_job(job, queue)
         finally:
+            self._running_job = None
             if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
                 observe_finished_job(*job.args)
 
@@ -68,18 +78,20 @@ class SeparationWorker(Worker):
 
     def request_force_stop(self, signum, frame):
         """A second SIGTERM/SIGINT kills the horse (cold shutdown); RQ would leave the row running."""
-        job = None
-        if self.horse_pid:
-            try:
-                job = self.get_current_job()
-            except RedisError as error:
-                logger.warning("Cold shutdown: could not read the current job: %s", error)
+        # The job as this process started it, not read from Redis: the signal may have cut a Redis
+        # call short, and reading on that connection could fail and leave the row running.
+        job = self._running_job if self.horse_pid else None
+        # Further stop signals wait until this one is handled: a supervisor or a held Ctrl+C keeps
+        # sending, and a nested handler would wait on the reaped horse and cut the row's update.
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
         try:
             super().request_force_stop(signum, frame)  # returns when it ignores a repeated signal
         except SystemExit:
             if job is not None and job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
                 fail_lost_job(*job.args, message=MSG_WORKER_SHUT_DOWN)
             raise
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from stemsite.channel_layer import channel_layers
 from stemsite.database import database_config
 from stemsite.env import env_bool, env_float, env_float_list, env_int, env_list, env_str
+from stemsite.storage import storages_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("STEMSITE_VAR_DIR", str(BASE_DIR / "var")))
@@ -108,10 +110,16 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # Media is never served as a public folder: every file goes through an owner-checked view.
 MEDIA_URL = "/media-not-served/"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}
+# Files live under MEDIA_ROOT unless an S3 bucket is named (stemsite/storage.py): then uploads,
+# stems and mixes go to that private bucket and downloads are presigned URLs living this long.
+STEMSITE_S3_BUCKET = env_str("STEMSITE_S3_BUCKET")
+STORAGES = storages_config(
+    bucket=STEMSITE_S3_BUCKET,
+    endpoint_url=env_str("STEMSITE_S3_ENDPOINT_URL"),
+    region=env_str("STEMSITE_S3_REGION"),
+    addressing_style=env_str("STEMSITE_S3_ADDRESSING_STYLE"),
+    url_seconds=env_int("STEMSITE_S3_URL_SECONDS", 300, minimum=1),
+)
 
 # Uploads always land in a temporary file, so ffprobe can read them and memory stays flat; the
 # first handler stops a request over the upload limits while it is parsed.
@@ -123,22 +131,23 @@ FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-# channels-redis waits on Redis in blocking reads of up to 5 s; redis-py's default socket
-# timeout is also 5 s, which kills idle websockets. The socket timeout must outlast the block.
-# A separate Redis for websocket pushes is possible; pushes are best effort (jobs/events.py).
+# Redis pub/sub: each web process subscribes once per group and fans a push out to its sockets
+# itself. channels-redis' list-based layer takes a shared lock and makes two tasks per socket per
+# message, which made 500 sockets on one job take seconds per push (bench/push.py). Pushes are
+# best effort either way (jobs/events.py); sockets re-read the database. A separate Redis for
+# websocket pushes is possible.
 CHANNEL_REDIS_URL = env_str("CHANNEL_REDIS_URL", REDIS_URL)
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_URL, "socket_timeout": 30}], "prefix": "stemsite"},
-    },
-}
+CHANNEL_LAYERS = channel_layers(CHANNEL_REDIS_URL)
 
+# Two queues, each served by its own workers, so a mix export or a webhook delivery (seconds)
+# never waits behind separations (minutes): `manage.py run_workers --queues ...`.
 STEMSITE_QUEUE = "separations"
+STEMSITE_SHORT_QUEUE = "short"
 # Enqueue at the call: stemsite itself calls enqueue from transaction.on_commit.
 RQ = {"WORKER_CLASS": "jobs.worker.SeparationWorker", "COMMIT_MODE": "auto"}
 RQ_QUEUES = {
     STEMSITE_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
+    STEMSITE_SHORT_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900},
 }
 
 # Separation
@@ -147,6 +156,8 @@ STEMSITE_MODEL_REPO = env_str("STEMSITE_MODEL_REPO")
 STEMSITE_DEVICE = env_str("STEMSITE_DEVICE", "auto")
 STEMSITE_MODEL_CACHE_SIZE = env_int("STEMSITE_MODEL_CACHE_SIZE", 2, minimum=1)
 STEMSITE_MAX_FILES_PER_UPLOAD = env_int("STEMSITE_MAX_FILES_PER_UPLOAD", 20, minimum=1)
+# Tracks per page of the job list.
+STEMSITE_JOBS_PER_PAGE = env_int("STEMSITE_JOBS_PER_PAGE", 25, minimum=1)
 # Seconds of separation per second of audio for htdemucs at normal quality, used for ETAs
 # until the site has measured its own recent jobs.
 STEMSITE_EXPECTED_SECONDS_PER_AUDIO_SECOND = env_float("STEMSITE_EXPECTED_SECONDS_PER_AUDIO_SECOND", 0.7)

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +19,22 @@ from django.db import connection
 from django.test import override_settings
 
 from jobs.testmodel import NAMED, write_model
+from stemsite.channel_layer import channel_layers
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_REDIS_URL = os.environ.get("STEMSITE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _test_redis_url() -> str:
+    """The test Redis database; each pytest-xdist worker (gw0, gw1, ...) takes the next one down."""
+    url = os.environ.get("STEMSITE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return url
+    base, _, number = url.rpartition("/")
+    return f"{base}/{int(number) - int(worker.removeprefix('gw'))}"
+
+
+TEST_REDIS_URL = _test_redis_url()
 PASSWORD = "a-long-test-password-42"
 
 
@@ -42,23 +57,18 @@ def media_root(test_root) -> Path:
     return test_root / "media"
 
 
+def queues_at(url: str) -> dict:
+    """RQ_QUEUES with every queue on the Redis at `url`."""
+    return {name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_services(test_root, model_repo, media_root):
     """Point Redis, media and models at test-only places for the whole session."""
-    queue = settings.STEMSITE_QUEUE
-    layer = settings.CHANNEL_LAYERS["default"]
     overrides = override_settings(
         REDIS_URL=TEST_REDIS_URL,
-        RQ_QUEUES={queue: {**settings.RQ_QUEUES[queue], "URL": TEST_REDIS_URL}},
-        CHANNEL_LAYERS={
-            "default": {
-                **layer,
-                "CONFIG": {
-                    **layer["CONFIG"],
-                    "hosts": [{**layer["CONFIG"]["hosts"][0], "address": TEST_REDIS_URL}],
-                },
-            }
-        },
+        RQ_QUEUES=queues_at(TEST_REDIS_URL),
+        CHANNEL_LAYERS=channel_layers(TEST_REDIS_URL),
         MEDIA_ROOT=str(media_root),
         STEMSITE_MODEL_REPO=str(model_repo),
         STEMSITE_MODEL="htdemucs",
@@ -70,8 +80,9 @@ def _isolated_services(test_root, model_repo, media_root):
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(test_root):
-    """A file-backed SQLite test database, so worker and server subprocesses share it."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, test_root):
+    """A file-backed SQLite test database, so worker and server subprocesses share it; each test
+    process (pytest-xdist) has its own, on PostgreSQL through pytest-django's name suffix."""
     db = settings.DATABASES["default"]
     if db["ENGINE"] == "django.db.backends.sqlite3":
         db.setdefault("TEST", {})["NAME"] = str(test_root / "test.sqlite3")
@@ -168,7 +179,12 @@ def make_audio(tmp_path):
     return make
 
 
-# Real processes: a burst worker and a whole site, sharing the test database.
+# Real processes: a burst worker and a whole site, sharing the test database. Unless a test names
+# its queues, a test worker listens to every queue (separations first), as `make run`'s two do.
+
+
+def all_queues() -> list[str]:
+    return list(settings.RQ_QUEUES)
 
 
 @pytest.fixture
@@ -200,9 +216,11 @@ def process_env(media_root, model_repo) -> dict:
 def run_worker(process_env):
     """Run `manage.py rqworker --burst`: it takes every queued job, then exits."""
 
-    def run(extra_env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    def run(
+        extra_env: dict | None = None, timeout: float = 240, queues: list[str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", "rqworker", "--burst", settings.STEMSITE_QUEUE],
+            [sys.executable, "manage.py", "rqworker", "--burst", *(queues or all_queues())],
             cwd=ROOT,
             env={**process_env, **(extra_env or {})},
             capture_output=True,
@@ -218,9 +236,9 @@ def start_worker(process_env):
     """Start a long-running `manage.py rqworker`; it is stopped when the test ends."""
     workers = []
 
-    def start() -> subprocess.Popen:
+    def start(queues: list[str] | None = None) -> subprocess.Popen:
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE],
+            [sys.executable, "manage.py", "rqworker", *(queues or all_queues())],
             cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         workers.append(worker)
@@ -251,6 +269,24 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> 
     raise TimeoutError(f"nothing listening on port {port}")
 
 
+@contextmanager
+def daphne_server(env: dict, log_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """daphne serving the site on a free port, as production runs it; yields (process, port)."""
+    port = free_port()
+    daphne = str(Path(sys.executable).parent / "daphne")
+    with log_path.open("w") as log:
+        web = subprocess.Popen(
+            [daphne, "-b", "127.0.0.1", "-p", str(port), "stemsite.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, web)
+            yield web, port
+        finally:
+            web.terminate()
+            web.wait(timeout=20)
+
+
 @pytest.fixture
 def live_site(process_env, tmp_path):
     """daphne and one worker as real processes; yields the site's base URL."""
@@ -262,7 +298,7 @@ def live_site(process_env, tmp_path):
         cwd=ROOT, env=process_env, stdout=logs["web"], stderr=subprocess.STDOUT,
     )  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE],
+        [sys.executable, "manage.py", "rqworker", *all_queues()],
         cwd=ROOT, env=process_env, stdout=logs["worker"], stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

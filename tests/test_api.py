@@ -7,7 +7,7 @@ from django.test import Client, override_settings
 
 from jobs.api.tokens import create_token
 from jobs.models import ApiToken, Job, MixExport
-from tests.conftest import free_port, media_files
+from tests.conftest import free_port, media_files, queues_at
 
 pytestmark = pytest.mark.django_db
 
@@ -360,7 +360,7 @@ def test_callback_url_is_checked_and_stored(client, owner_token, make_audio):
 def test_per_user_upload_limit_is_429_with_the_sentence(client, owner_token, make_audio):
     assert upload(client, owner_token, make_audio("a.wav", 1)).status_code == 201
     error = assert_error(upload(client, owner_token, make_audio("b.wav", 2)), 429, "rate_limited")
-    assert "You can upload 1 tracks per hour" in error["message"]
+    assert "You can upload 1 track per hour" in error["message"]
     assert Job.objects.count() == 1
 
 
@@ -384,8 +384,7 @@ def test_same_upload_twice_gives_the_existing_job_with_200(client, owner_token, 
 @pytest.mark.django_db(transaction=True)  # the queueing runs on commit, as in a real request
 def test_upload_while_redis_is_down_is_503_and_the_job_is_kept_queued(client, owner_token, make_audio):
     down = f"redis://127.0.0.1:{free_port()}/0"
-    queue = settings.STEMSITE_QUEUE
-    with override_settings(RQ_QUEUES={queue: {**settings.RQ_QUEUES[queue], "URL": down}}):
+    with override_settings(RQ_QUEUES=queues_at(down)):
         response = upload(client, owner_token, make_audio("a.wav", 1))
     error = assert_error(response, 503, "queue_unavailable")
     assert "will start automatically" in error["message"]

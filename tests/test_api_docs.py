@@ -9,6 +9,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS
 
+pytestmark = pytest.mark.database_agnostic
+
 ENDPOINTS = {
     ("post", "/api/jobs"),
     ("get", "/api/jobs"),

@@ -4,6 +4,7 @@ limit; unusual rates and channel layouts still separate into 44.1 kHz stereo ste
 import ctypes
 import os
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from django.urls import reverse
 from jobs import audio
 from jobs.models import Job
 from tests.conftest import flac_claiming, media_files
+
+pytestmark = pytest.mark.database_agnostic
 
 
 class OpenWatch:
@@ -151,3 +154,15 @@ def test_mono_low_and_high_rate_and_surround_tracks_separate_into_44k_stereo_ste
             assert (info.sample_rate, info.channels) == (44100, 2), job.original_name
             wav, rate = audio.decode(stem.file.path, max_seconds=60, timeout=30)
             assert wav.shape[1] / rate == pytest.approx(expected, abs=0.06), job.original_name
+
+
+def test_measuring_the_decoded_length_keeps_none_of_the_decoded_audio(hour_of_silence):
+    """An hour at 8 kHz mono is 58 MB of samples; only their count is needed."""
+    tracemalloc.start()
+    try:
+        seconds = audio.decoded_duration(str(hour_of_silence), max_seconds=3700, timeout=120)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seconds == pytest.approx(3600, abs=1)
+    assert peak < 4 * 1024 * 1024, f"{peak / 1024 / 1024:.0f} MB held while decoding"

@@ -1,8 +1,10 @@
 """Websockets: a job's socket streams its progress and final state; nobody else's socket opens."""
 
+import asyncio
 import re
 import subprocess
 import sys
+import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -12,7 +14,8 @@ from django.urls import reverse
 
 from jobs.models import Job
 from stemsite.asgi import application
-from tests.conftest import ROOT
+from stemsite.channel_layer import channel_layers
+from tests.conftest import ROOT, TEST_REDIS_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -156,3 +159,95 @@ def test_idle_socket_stays_open_and_still_receives_pushes(owner_client, owner, m
     quiet, pushed = async_to_sync(watch)()
     assert quiet
     assert f'id="job-{job.pk}-status"' in pushed
+
+
+def test_sites_on_other_redis_databases_do_not_hear_each_others_pushes():
+    """Redis pub/sub ignores the database number: two sites sharing one Redis on databases 1 and 2
+    (or two test processes) each heard the other's pushes for a job or user with the same id."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    server = TEST_REDIS_URL.rpartition("/")[0]
+    group = f"user-{uuid.uuid4().hex}"
+
+    def layer(database: int) -> RedisPubSubChannelLayer:
+        return RedisPubSubChannelLayer(**channel_layers(f"{server}/{database}")["default"]["CONFIG"])
+
+    async def first_heard():
+        listener, other_site, same_site = layer(1), layer(2), layer(1)
+        channel = await listener.new_channel()
+        await listener.group_add(group, channel)
+        await other_site.group_send(group, {"type": "push", "site": "other"})
+        await same_site.group_send(group, {"type": "push", "site": "same"})
+        heard = await asyncio.wait_for(listener.receive(channel), timeout=5)
+        for each in (listener, other_site, same_site):
+            await each.flush()
+        return heard["site"]
+
+    assert async_to_sync(first_heard)() == "same"
+
+
+def test_a_push_is_forwarded_without_a_database_round(owner_client, owner, make_job, monkeypatch):
+    """Channels closes stale database connections before every handler, a thread hop each: with 500
+    sockets on one job that was most of the cost of a push (bench/push.py). Forwarding needs none."""
+    import channels.consumer
+    from channels.layers import get_channel_layer
+
+    from jobs.events import EVENT_TYPE, job_group
+
+    job = make_job(owner, status="running")
+    hops = []
+    close = channels.consumer.aclose_old_connections
+
+    async def counting_close():
+        hops.append(1)
+        return await close()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_close)
+
+    async def watch():
+        socket = communicator(f"/ws/jobs/{job.pk}/", owner_client)
+        assert (await socket.connect())[0]
+        await socket.receive_from(timeout=5)
+        hops.clear()
+        await get_channel_layer().group_send(job_group(job.pk), {"type": EVENT_TYPE, "html": "<p>pushed</p>"})
+        pushed = await socket.receive_from(timeout=5)
+        hops_while_forwarding = len(hops)
+        await socket.disconnect()
+        return pushed, hops_while_forwarding
+
+    assert async_to_sync(watch)() == ("<p>pushed</p>", 0)
+
+
+def test_socket_skips_its_database_look_while_pushes_arrive_then_catches_up(
+    owner_client, owner, make_job, settings
+):
+    """The look at the database is the safety net for lost pushes; while pushes arrive it only
+    costs (bench/push.py). Once they stop, a change no push announced still reaches the page."""
+    from channels.layers import get_channel_layer
+
+    from jobs.events import EVENT_TYPE, job_group
+
+    settings.STEMSITE_SOCKET_RESYNC_SECONDS = 0.2
+    job = make_job(owner, status="running")
+    Job.objects.filter(pk=job.pk).update(progress=10)
+
+    async def watch():
+        from channels.db import database_sync_to_async
+
+        socket = communicator(f"/ws/jobs/{job.pk}/", owner_client)
+        assert (await socket.connect())[0]
+        first = status_of(await socket.receive_from(timeout=5))
+        await database_sync_to_async(Job.objects.filter(pk=job.pk).update)(progress=55)  # never pushed
+        during, layer = [], get_channel_layer()
+        for _ in range(30):  # 1.5 s of pushes, 7 resync intervals
+            await layer.group_send(job_group(job.pk), {"type": EVENT_TYPE, "html": "<p>push</p>"})
+            during.append(await socket.receive_from(timeout=5))
+            await asyncio.sleep(0.05)
+        after = status_of(await socket.receive_from(timeout=5))
+        await socket.disconnect()
+        return first, during, after
+
+    first, during, after = async_to_sync(watch)()
+    assert first == ("running", 10)
+    assert during == ["<p>push</p>"] * 30
+    assert after == ("running", 55)

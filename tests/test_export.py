@@ -74,7 +74,7 @@ def export_in(response) -> MixExport:
 
 
 def queued_runs() -> int:
-    return django_rq.get_queue(settings.STEMSITE_QUEUE).count
+    return django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).count
 
 
 def test_mix_of_known_stems_with_known_gains_is_correct_sample_by_sample(
@@ -141,7 +141,7 @@ def test_failed_export_runs_again_when_asked_again(owner_client, owner, make_job
     export = export_in(post_export(owner_client, job, "wav"))
     export.refresh_from_db()
     assert export.mark_failed("It broke.")
-    django_rq.get_queue(settings.STEMSITE_QUEUE).empty()
+    django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).empty()
 
     response = post_export(owner_client, job, "wav")
 

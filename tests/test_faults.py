@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
 
 from jobs.models import Job
 from jobs.tasks import MSG_PROCESSING_PAUSED, MSG_WORKER_LOST
 from jobs.worker import die_with_parent
-from tests.conftest import ROOT, free_port, media_files
+from stemsite.channel_layer import channel_layers
+from tests.conftest import ROOT, free_port, media_files, queues_at
 from tests.test_worker import child_pids, upload, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,10 +39,15 @@ def supervisor(process_env, tmp_path):
     """Start `manage.py run_workers`; it is shut down (warm, then killed) when the test ends."""
     started = []
 
-    def start(extra_env: dict | None = None, workers: int = 1) -> subprocess.Popen:
+    def start(
+        extra_env: dict | None = None, workers: int = 1, queues: str | None = None, workers_only: bool = False
+    ) -> subprocess.Popen:
         log = (tmp_path / f"supervisor-{len(started)}.log").open("w")
+        options = ["--workers", str(workers)]
+        options += ["--queues", queues] if queues else []
+        options += ["--workers-only"] if workers_only else []
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_workers", "--workers", str(workers)],
+            [sys.executable, "manage.py", "run_workers", *options],
             cwd=ROOT, env={**process_env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         process.log_path = Path(log.name)
@@ -103,13 +108,10 @@ def private_redis(tmp_path, process_env):
     """A private Redis, used by this test process (settings) and its subprocesses (process_env)."""
     server = PrivateRedis(tmp_path)
     server.start()
-    layer = settings.CHANNEL_LAYERS["default"]
-    config = {**layer["CONFIG"], "hosts": [{**layer["CONFIG"]["hosts"][0], "address": server.url}]}
-    queue = settings.STEMSITE_QUEUE
     with override_settings(
         REDIS_URL=server.url,
-        RQ_QUEUES={queue: {**settings.RQ_QUEUES[queue], "URL": server.url}},
-        CHANNEL_LAYERS={"default": {**layer, "CONFIG": config}},
+        RQ_QUEUES=queues_at(server.url),
+        CHANNEL_LAYERS=channel_layers(server.url),
         STEMSITE_QUEUE_CHECK_SECONDS=0,
     ):
         process_env["REDIS_URL"] = server.url
@@ -130,7 +132,7 @@ def test_killed_worker_parent_takes_its_horse_along_and_the_job_is_recovered(
     owner_client, make_audio, supervisor, media_root
 ):
     job = upload(owner_client, make_audio("long.flac", seconds=30))
-    workers = supervisor(FAST)
+    workers = supervisor(FAST, queues="separations")
     wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
     [worker] = wait_until(lambda: child_pids(workers.pid))
     [horse] = wait_until(lambda: child_pids(worker))
@@ -150,7 +152,7 @@ def test_killed_worker_parent_takes_its_horse_along_and_the_job_is_recovered(
 
 def test_host_crash_is_resolved_within_90_seconds_with_default_settings(owner_client, make_audio, supervisor):
     job = upload(owner_client, make_audio("long.flac", seconds=30))
-    workers = supervisor()
+    workers = supervisor(queues="separations")
     wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
     [worker] = wait_until(lambda: child_pids(workers.pid))
     [horse] = wait_until(lambda: child_pids(worker))
@@ -172,7 +174,7 @@ def test_redis_restart_mid_job_restarts_the_worker_and_ends_the_job(
     owner_client, make_audio, private_redis, supervisor
 ):
     job = upload(owner_client, make_audio("long.flac", seconds=30))
-    workers = supervisor(FAST)
+    workers = supervisor(FAST, queues="separations")
     wait_until(lambda: Job.objects.get(pk=job.pk).status == "running")
     [worker] = wait_until(lambda: child_pids(workers.pid))
 
@@ -184,7 +186,7 @@ def test_redis_restart_mid_job_restarts_the_worker_and_ends_the_job(
     job.refresh_from_db()
     log = workers.log_path.read_text()
     assert "unhandled exception, quitting" in log
-    assert f"Worker 1 (pid {worker}) exited" in log
+    assert f"Worker separations-1 (pid {worker}) exited" in log
     assert len(child_pids(workers.pid)) == 1, "the supervisor runs a fresh worker"
     if job.status == "failed":
         assert job.error_message == MSG_WORKER_LOST
@@ -235,8 +237,8 @@ def test_horse_whose_parent_died_before_it_could_ask_to_follow_it_exits_at_once(
 
 
 def test_supervisor_shuts_its_workers_down_on_sigterm(supervisor):
-    workers = supervisor(FAST, workers=2)
-    children = wait_until(lambda: len(child_pids(workers.pid)) == 2 and child_pids(workers.pid))
+    workers = supervisor(FAST, workers=2)  # two on the separations queue, one on the short queue
+    children = wait_until(lambda: len(child_pids(workers.pid)) == 3 and child_pids(workers.pid))
 
     workers.send_signal(signal.SIGTERM)
 

@@ -5,6 +5,7 @@ import time
 import pytest
 from django.urls import reverse
 
+from jobs.exports import enqueue_export
 from tests.test_faults import private_redis  # noqa: F401 (a fixture)
 from tests.test_worker import wait_until
 
@@ -27,6 +28,7 @@ def test_health_is_200_with_a_worker_running(client, start_worker):
     assert body["redis"] == "ok"
     assert body["workers"] == 1
     assert body["queue_depth"] == 0
+    assert body["queues"] == {"separations": {"depth": 0, "workers": 1}, "short": {"depth": 0, "workers": 1}}
     assert body["problems"] == []
 
 
@@ -36,7 +38,26 @@ def test_health_is_503_without_a_worker(client):
     assert status == 503
     assert body["redis"] == "ok"
     assert body["workers"] == 0
-    assert body["problems"] == ["No worker is running: queued jobs will not start."]
+    assert body["problems"] == [
+        "No worker is running on the separations queue: separations will not start.",
+        "No worker is running on the short queue: mix exports and webhook deliveries will not start.",
+    ]
+
+
+def test_health_is_503_when_no_worker_serves_the_short_queue(
+    client, start_worker, owner, make_job, make_export
+):
+    enqueue_export(make_export(make_job(owner), status="queued"))
+    start_worker(["separations"])
+
+    status, body = wait_until(lambda: (s := health(client))[1]["workers"] == 1 and s, timeout=60)
+
+    assert status == 503
+    assert body["queue_depth"] == 1
+    assert body["queues"] == {"separations": {"depth": 0, "workers": 1}, "short": {"depth": 1, "workers": 0}}
+    assert body["problems"] == [
+        "No worker is running on the short queue: mix exports and webhook deliveries will not start."
+    ]
 
 
 def test_health_is_503_when_redis_is_stopped_and_answers_quickly(client, private_redis):  # noqa: F811

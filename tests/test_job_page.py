@@ -4,6 +4,8 @@ import json
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from tests.conftest import media_files
@@ -96,6 +98,23 @@ def test_job_list_shows_only_own_jobs(owner_client, owner, outsider, make_job):
     assert 'ws-connect="/ws/jobs/"' in page
 
 
+def test_job_list_queries_do_not_grow_with_the_number_of_jobs(owner_client, owner, make_job):
+    """The list is the busiest page (bench/pages.py): one query for all rows, none per row."""
+    make_job(owner, name="first.wav")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert owner_client.get(reverse("job_list")).status_code == 200
+        return len(captured)
+
+    with_one = queries()
+    for status in ("succeeded", "succeeded", "failed", "running", "queued"):
+        make_job(owner, status=status, name=f"{status}.wav")
+    page = owner_client.get(reverse("job_list")).content.decode()
+    assert page.count('-row" data-status=') == 6
+    assert queries() == with_one
+
+
 def test_player_can_seek_with_byte_ranges(owner_client, owner, make_job):
     job = make_job(owner)
     whole = job.stems.get(name="vocals").file.read()
@@ -153,3 +172,27 @@ def test_finished_job_page_gives_the_player_every_stem_with_its_peaks(owner_clie
 def test_unfinished_job_page_has_no_player_data(owner_client, owner, make_job):
     job = make_job(owner, status="running")
     assert "mixer_stems" not in owner_client.get(job.get_absolute_url()).context
+
+
+def test_job_list_pages_through_many_jobs_newest_first(owner_client, owner, settings):
+    from jobs.models import Job
+
+    settings.STEMSITE_JOBS_PER_PAGE = 3
+    for number in range(7):
+        Job.objects.create(owner=owner, original_name=f"track-{number}.wav", status="failed", input_file="x")
+
+    def names(page: str) -> list[str]:
+        return re.findall(r">(track-\d)\.wav</a>", page)
+
+    first = owner_client.get(reverse("job_list")).content.decode()
+    assert names(first) == ["track-6", "track-5", "track-4"]
+    assert 'href="?page=2"' in first
+    assert "Page 1 of 3" in first
+    last = owner_client.get(reverse("job_list") + "?page=3").content.decode()
+    assert names(last) == ["track-0"]
+    assert 'href="?page=2"' in last
+    assert 'href="?page=4"' not in last
+    for nonsense in ("99", "abc", "-1"):
+        response = owner_client.get(reverse("job_list") + f"?page={nonsense}")
+        assert response.status_code == 200, nonsense
+        assert names(response.content.decode()), f"?page={nonsense} shows a page of tracks"

@@ -1,12 +1,20 @@
 """Per-user limits: uploads per hour, tracks in progress, storage; the account page shows them."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from jobs import audio
+from jobs.forms import AcceptedFile
+from jobs.limits import LimitExceeded
 from jobs.models import Job
+from jobs.options import JobOptions
+from jobs.submission import submit_within_limits
 from tests.conftest import media_files
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +127,67 @@ def test_account_page_needs_a_login(client):
     response = client.get(reverse("account"))
     assert response.status_code == 302
     assert reverse("login") in response["Location"]
+
+
+def accepted_file(path, content_hash: str, upload=None) -> AcceptedFile:
+    upload = upload or SimpleUploadedFile(path.name, path.read_bytes())
+    return AcceptedFile(upload, audio.probe(str(path)), content_hash)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_uploads_racing_cannot_both_pass_a_limit_only_one_fits(owner, make_audio, settings, media_root):
+    settings.STEMSITE_MAX_ACTIVE_JOBS = 2
+    source = make_audio("song.wav", seconds=1)
+    options = JobOptions.from_dict({"model": "htdemucs"})
+    racers = 5
+    start = threading.Barrier(racers)
+    submitted, refusals, errors = [], [], []
+
+    def submit(number: int):
+        files = [accepted_file(source, f"{number:064d}")]  # a different track each time
+        try:
+            start.wait()
+            submitted.extend(submit_within_limits(owner, files, options))
+        except LimitExceeded as refusal:
+            refusals.append(str(refusal))
+        except Exception as error:  # noqa: BLE001 - any other error is the failure this test reports
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(number,)) for number in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert Job.objects.filter(owner=owner).count() == 2
+    assert len(submitted) == 2
+    assert len(refusals) == racers - 2
+    assert all("You can have 2 tracks waiting" in refusal for refusal in refusals)
+    stored = {str(path.relative_to(media_root)) for path in media_files(media_root)}
+    assert stored == {job.input_file.name for job in Job.objects.all()}
+
+
+class BrokenUpload(SimpleUploadedFile):
+    """A client that went away mid-upload: reading the rest of its body fails."""
+
+    def chunks(self, chunk_size=None):
+        yield b"RIFF"
+        raise OSError("connection reset by peer")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_fails_part_way_leaves_no_job_and_no_file(owner, make_audio, media_root):
+    first, second = make_audio("one.wav", seconds=1), make_audio("two.wav", seconds=1)
+    files = [
+        accepted_file(first, "1" * 64),
+        accepted_file(second, "2" * 64, upload=BrokenUpload("two.wav", second.read_bytes())),
+    ]
+
+    with pytest.raises(OSError, match="connection reset"):
+        submit_within_limits(owner, files, JobOptions.from_dict({"model": "htdemucs"}))
+
+    assert Job.objects.count() == 0
+    assert media_files(media_root) == []

@@ -8,6 +8,7 @@ from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import tasks
+from jobs.exports import enqueue_export
 from jobs.metrics import failure_reason
 from jobs.tasks import enqueue_separation
 
@@ -51,8 +52,9 @@ def test_scrape_shows_a_finished_jobs_separation_time(owner, make_job, run_worke
     assert found[("stemsite_realtime_factor_count", (("model", "htdemucs"),))] == 1
     assert found[("stemsite_jobs", (("status", "succeeded"),))] == 1
     assert found[("stemsite_jobs", (("status", "queued"),))] == 0
-    assert found[("stemsite_queue_depth", ())] == 0
-    assert found[("stemsite_workers", ())] == 0
+    for queue in ("separations", "short"):
+        assert found[("stemsite_queue_depth", (("queue", queue),))] == 0
+        assert found[("stemsite_workers", (("queue", queue),))] == 0
 
 
 def test_failed_job_is_counted_by_reason(owner, make_job, run_worker, staff_client, metrics_dir):
@@ -66,6 +68,17 @@ def test_failed_job_is_counted_by_reason(owner, make_job, run_worker, staff_clie
     assert job.status == "failed"
     found = samples(staff_client.get(reverse("metrics")).content)
     assert found[("stemsite_job_failures_total", (("reason", "bad_audio"),))] == 1
+
+
+def test_scrape_shows_each_queues_depth(owner, make_job, make_export, staff_client, metrics_dir):
+    enqueue_separation(make_job(owner, status="queued"))
+    for gain in (0.5, 0.7):
+        enqueue_export(make_export(make_job(owner), gains={"vocals": gain}, status="queued"))
+
+    found = samples(staff_client.get(reverse("metrics")).content)
+
+    assert found[("stemsite_queue_depth", (("queue", "separations"),))] == 1
+    assert found[("stemsite_queue_depth", (("queue", "short"),))] == 2
 
 
 def test_anonymous_scrape_is_401(client):

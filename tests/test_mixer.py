@@ -15,7 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 from tests.conftest import ROOT
 from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, log_in
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 SCREENSHOTS = Path(os.environ.get("STEMSITE_SCREENSHOTS", ROOT / "var" / "screenshots"))
 STEM_TONES = {"drums": 110, "bass": 220, "other": 440, "vocals": 880}

@@ -13,7 +13,7 @@ from jobs.options import MODELS
 from jobs.peaks import PEAKS_PER_SECOND
 from jobs.tasks import job_timeout
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 
 def post(client, paths, **options):

@@ -10,7 +10,7 @@ from jobs.models import Job
 from jobs.peaks import PEAKS_PER_SECOND, compute_peaks
 from tests.conftest import media_files
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 
 def test_peaks_are_the_loudest_sample_of_either_channel_per_window():

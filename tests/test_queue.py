@@ -6,6 +6,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.urls import reverse
 from django.utils import timezone
+from redis.connection import AbstractConnection
 
 from jobs.eta import estimates, recent_speeds
 from jobs.models import Job
@@ -73,3 +74,22 @@ def test_position_is_pushed_when_the_queue_moves(owner_client, owner, make_job):
     on_connect, pushed = async_to_sync(watch)()
     assert "Number 2 in line" in on_connect
     assert "Next in line" in pushed
+
+
+def test_estimates_reuse_one_redis_connection(owner, make_job, monkeypatch):
+    """Every page, push and socket re-read of an unfinished job asks; a connection per ask was the
+    largest cost of 500 open job pages (bench/push.py)."""
+    queued_jobs(make_job, owner, 2)
+    estimates()
+    opened = []
+    connect = AbstractConnection.connect
+
+    def counting_connect(self):
+        if self._sock is None:
+            opened.append(self)
+        return connect(self)
+
+    monkeypatch.setattr(AbstractConnection, "connect", counting_connect)
+    for _ in range(5):
+        assert estimates()
+    assert opened == []

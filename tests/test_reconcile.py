@@ -9,7 +9,9 @@ from django.utils import timezone
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from jobs.models import Job
+from jobs.exports import MSG_WORKER_LOST as EXPORT_WORKER_LOST
+from jobs.exports import enqueue_export, export_rq_id, request_export
+from jobs.models import Job, MixExport
 from jobs.reconcile import LOCK_NAME, reconcile
 from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
 from tests.conftest import media_files
@@ -147,3 +149,61 @@ def test_only_one_reconciler_acts_at_a_time(owner, make_job, redis_db):
     assert result.skipped
     assert Job.objects.get(pk=job.pk).status == "running"
     assert reconcile().recovered == [job.pk]
+
+
+def short_queue():
+    return django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE)
+
+
+def make_export(job: Job, status: str = "queued", settled_for: float = 0) -> MixExport:
+    created = timezone.now() - timedelta(seconds=settled_for)
+    key = f"key-{status}-{settled_for}"
+    return MixExport.objects.create(
+        job=job, settings_key=key, output_format="mp3", status=status, created_at=created
+    )
+
+
+def test_queued_export_missing_from_redis_is_queued_again_once(owner, make_job):
+    job = make_job(owner)
+    lost = make_export(job, settled_for=settings.STEMSITE_RECONCILE_GRACE_SECONDS + 1)
+    fresh = make_export(job)
+
+    result = reconcile()
+
+    assert result.exports_requeued == [lost.pk]
+    assert short_queue().job_ids == [export_rq_id(lost.pk)], "a new export is left to its own enqueue"
+    assert reconcile().exports_changed is False, "once in RQ it is left alone"
+    assert short_queue().job_ids == [export_rq_id(lost.pk)]
+    assert MixExport.objects.get(pk=fresh.pk).status == "queued"
+
+
+def test_running_export_whose_render_is_gone_fails_with_a_sentence(owner, make_job, redis_db):
+    job = make_job(owner)
+    lost = make_export(job, status="running")
+    alive = make_export(job, status="running", settled_for=1)
+    enqueue_export(alive)
+    rq_job = RQJob.fetch(export_rq_id(alive.pk), connection=redis_db)
+    rq_job.worker_name = "short-worker"
+    rq_job.save()
+    rq_job.set_status(JobStatus.STARTED)
+    now = timezone.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    redis_db.hset("rq:worker:short-worker", "last_heartbeat", now)
+
+    assert reconcile().exports_failed == [lost.pk]
+
+    lost.refresh_from_db()
+    assert lost.status == "failed"
+    assert lost.error_message == EXPORT_WORKER_LOST
+    assert MixExport.objects.get(pk=alive.pk).status == "running"
+
+
+def test_export_asked_for_again_is_in_the_queue_once(owner, make_job):
+    job = make_job(owner)
+    export = request_export(job, {"drums": 1.0, "bass": 0.5, "other": 1.0, "vocals": 0.0}, "mp3")
+    assert export.mark_failed("the first render failed")
+
+    again = request_export(job, {"drums": 1.0, "bass": 0.5, "other": 1.0, "vocals": 0.0}, "mp3")
+
+    assert again.pk == export.pk
+    assert again.status == "queued"
+    assert short_queue().job_ids == [export_rq_id(export.pk)]

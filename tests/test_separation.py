@@ -11,6 +11,8 @@ from jobs import separation
 from jobs.testmodel import SIX_STEMS, write_model
 from tests.conftest import tone
 
+pytestmark = pytest.mark.database_agnostic
+
 
 def test_model_loads_through_demucs_local_repo_and_is_cached(model_repo):
     model = separation.load_model("htdemucs", str(model_repo))

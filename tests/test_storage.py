@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+from jobs.api.tokens import create_token
 from jobs.models import Job
 from tests.conftest import media_files
 
@@ -98,3 +99,32 @@ def test_read_only_disk_fails_the_job_with_a_sentence_and_keeps_no_stems(
     assert "storage is read-only" in job.error_message
     assert not job.stems.exists()
     assert media_files(small_disk) == [small_disk / job.input_file.name]
+
+
+def test_upload_that_does_not_fit_on_the_disk_is_refused_with_a_sentence_and_leaves_nothing(
+    owner_client, make_audio, small_disk
+):
+    small = make_audio("small.mp3", seconds=1)
+    big = make_audio("big.wav", seconds=8)  # 1.4 MB of 16-bit stereo: more than the 1 MB disk
+    with small.open("rb") as first, big.open("rb") as second:
+        response = owner_client.post(reverse("job_create"), {"files": [first, second]})
+
+    assert response.status_code == 400
+    assert "no room to store uploads right now, so nothing was saved" in response.content.decode()
+    assert not Job.objects.exists()
+    assert media_files(small_disk) == [], "the small file's job was rolled back, and the partial file removed"
+
+
+def test_api_upload_to_a_read_only_disk_is_a_507_with_a_sentence(client, owner, make_audio, small_disk):
+    song = make_audio("song.mp3", seconds=1)
+    token = create_token(owner, "script")[1]
+    remounted = _mount("-o", "remount,ro", str(small_disk))
+    assert remounted.returncode == 0, remounted.stderr
+
+    with song.open("rb") as handle:
+        response = client.post("/api/jobs", {"file": handle}, headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 507
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    assert "storage is read-only right now" in response.json()["error"]["message"]
+    assert not Job.objects.exists()

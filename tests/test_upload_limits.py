@@ -17,6 +17,8 @@ from jobs.upload_limits import RequestBodyLimit
 from tests.conftest import media_files
 from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, log_in
 
+pytestmark = pytest.mark.database_agnostic
+
 MB = 1024 * 1024
 
 

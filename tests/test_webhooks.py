@@ -7,7 +7,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import django_rq
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
 
@@ -137,6 +139,21 @@ def test_canceled_job_event_reaches_the_receiver_signed(owner, make_job, receive
     assert (delivery.succeeded, delivery.status_code, delivery.attempt) == (True, 200, 1)
     assert delivery.event == "job.canceled"
     assert delivery.url == server.url
+
+
+def test_delivery_travels_on_the_short_queue_and_its_worker_sends_it(owner, make_job, receiver, run_worker):
+    server = receiver()
+    job = make_job(owner, status="queued", callback_url=server.url)
+
+    cancel_job(job)
+
+    short = django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE)
+    assert [rq.func_name for rq in short.get_jobs()] == ["jobs.webhooks.deliver_event"]
+    assert django_rq.get_queue(settings.STEMSITE_QUEUE).count == 0
+    result = run_worker(ALLOW_LOCAL, queues=[settings.STEMSITE_SHORT_QUEUE])
+    assert result.returncode == 0, result.stderr
+    assert len(server.requests) == 1
+    assert WebhookDelivery.objects.get(job=job).succeeded
 
 
 def test_succeeded_job_event_lists_absolute_stem_urls(owner, make_job, receiver, run_worker):

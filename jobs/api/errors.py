@@ -13,6 +13,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from redis.exceptions import RedisError
 
 from jobs.limits import LimitExceeded
+from jobs.submission import UploadNotStored
 from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.upload_limits import too_large_message, too_many_files_message
 
@@ -29,6 +30,7 @@ CODES = {
     429: "rate_limited",
     500: "server_error",
     503: "unavailable",
+    507: "storage_unavailable",
 }
 RETRY_AFTER_SECONDS = 30  # what a 503 suggests; the reconciler re-queues saved jobs well within it
 MSG_UNAUTHORIZED = (
@@ -105,6 +107,10 @@ def register(api) -> None:
     @api.exception_handler(LimitExceeded)
     def rate_limited(request: HttpRequest, exc: LimitExceeded) -> HttpResponse:
         return error_response(429, str(exc))
+
+    @api.exception_handler(UploadNotStored)
+    def not_stored(request: HttpRequest, exc: UploadNotStored) -> HttpResponse:
+        return error_response(507, str(exc))
 
     @api.exception_handler(RequestDataTooBig)
     def too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:

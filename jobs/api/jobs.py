@@ -19,9 +19,8 @@ from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response
 from jobs.exports import request_export
 from jobs.forms import MixExportForm, UploadForm
-from jobs.limits import check_upload_allowed
 from jobs.models import IdenticalJobActive, Job, MixExport
-from jobs.submission import submit_job
+from jobs.submission import submit_within_limits
 from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.views import MSG_NO_STEMS_TO_MIX
 from jobs.webhooks import check_callback_url
@@ -54,6 +53,7 @@ def _get_job(request: HttpRequest, job_id: UUID) -> Job:
         413: ErrorOut,
         429: ErrorOut,
         503: ErrorOut,
+        507: ErrorOut,
     },
     summary="Upload a track and queue its separation",
 )
@@ -89,8 +89,7 @@ def create_job(
         except ValueError as error:
             raise ApiError(400, str(error), details={"callback_url": str(error)}) from None
     accepted = form.accepted[0]
-    check_upload_allowed(user, [accepted.upload.size])
-    submission = submit_job(user, accepted, form.job_options, callback_url=callback_url)
+    [submission] = submit_within_limits(user, [accepted], form.job_options, callback_url=callback_url)
     job = submission.job
     if submission.paused:
         raise ApiError(
