@@ -17,6 +17,7 @@ export REDIS_URL
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/stemsite
 TEST_DATABASES ?= sqlite postgres
 # Test processes (pytest-xdist): the suite waits on servers, workers and browsers much of the time.
+# Tests are handed out a few at a time, slow ones first (tests/conftest.py), so the processes end together.
 TEST_PROCESSES ?= 3
 
 .PHONY: run test lint system-packages browser-package redis postgres migrate demo-model check-model
@@ -130,5 +131,5 @@ test: system-packages browser-package redis $(VENV)/.installed lint $(if $(filte
 	    *) echo "TEST_DATABASES takes sqlite and postgres, not $$database." >&2; exit 1;; \
 	  esac; \
 	  echo "== Tests on $$database =="; \
-	  DATABASE_URL="$$url" SECRET_KEY=stemsite-tests-only $(PY) -m pytest -n $(TEST_PROCESSES) $${skip:+-m "not $$skip"} $(PYTEST_ARGS) || exit 1; \
+	  DATABASE_URL="$$url" SECRET_KEY=stemsite-tests-only $(PY) -m pytest -n $(TEST_PROCESSES) --maxschedchunk=1 $${skip:+-m "not $$skip"} $(PYTEST_ARGS) || exit 1; \
 	done

@@ -35,6 +35,15 @@ def _test_redis_url() -> str:
 
 
 TEST_REDIS_URL = _test_redis_url()
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first. `make test` has pytest-xdist hand tests out a few at a time
+    (`--maxschedchunk=1`), so the long ones spread over the processes at the start and nobody is
+    left running one alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 PASSWORD = "a-long-test-password-42"
 
 
@@ -284,36 +293,35 @@ def daphne_server(env: dict, log_path: Path) -> Iterator[tuple[subprocess.Popen,
             yield web, port
         finally:
             web.terminate()
-            web.wait(timeout=20)
+            try:
+                web.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                web.kill()
 
 
 @pytest.fixture
-def live_site(process_env, tmp_path):
-    """daphne and one worker as real processes; yields the site's base URL."""
-    port = free_port()
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("web", "worker")}
-    daphne = str(Path(sys.executable).parent / "daphne")
-    web = subprocess.Popen(
-        [daphne, "-b", "127.0.0.1", "-p", str(port), "stemsite.asgi:application"],
-        cwd=ROOT, env=process_env, stdout=logs["web"], stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", *all_queues()],
-        cwd=ROOT, env=process_env, stdout=logs["worker"], stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, web)
+def live_web(process_env, tmp_path):
+    """daphne as a real process, no worker: for tests of pages and uploads that need no job run."""
+    with daphne_server(process_env, tmp_path / "web.log") as (_, port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        for process in (web, worker):
-            process.terminate()
-        for process in (web, worker):
+
+
+@pytest.fixture
+def live_site(live_web, process_env, tmp_path):
+    """daphne and one worker on every queue as real processes; yields the site's base URL."""
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", *all_queues()],
+            cwd=ROOT, env=process_env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield live_web
+        finally:
+            worker.terminate()
             try:
-                process.wait(timeout=20)
+                worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
-        for handle in logs.values():
-            handle.close()
+                worker.kill()
 
 
 @pytest.fixture

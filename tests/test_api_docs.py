@@ -69,8 +69,8 @@ def test_docs_page_loads_nothing_from_other_hosts(client):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_docs_page_renders_offline_in_chromium(live_site):
-    site_host = urlsplit(live_site).netloc
+def test_docs_page_renders_offline_in_chromium(live_web):
+    site_host = urlsplit(live_web).netloc
     elsewhere = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -83,7 +83,7 @@ def test_docs_page_renders_offline_in_chromium(live_site):
             return route.abort()
 
         page.route("**/*", only_the_site)
-        page.goto(f"{live_site}/api/docs")
+        page.goto(f"{live_web}/api/docs")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("stemsite API")
         expect(
             page.locator(".opblock-summary-path", has_text="/api/jobs/{job_id}/exports/{export_id}")

@@ -53,8 +53,8 @@ def test_oversize_body_asking_for_json_gets_json_and_the_page_still_gets_html():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_daphne_refuses_an_oversize_api_upload_with_json(spool_dir, live_site):  # noqa: F811
-    url = urlsplit(live_site)
+def test_daphne_refuses_an_oversize_api_upload_with_json(spool_dir, live_web):  # noqa: F811
+    url = urlsplit(live_web)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
     connection.putrequest("POST", "/api/jobs")
     connection.putheader("Authorization", "Bearer stm_whatever")

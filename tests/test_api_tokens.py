@@ -73,7 +73,7 @@ def test_anonymous_cannot_make_tokens(client):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_token_made_in_the_browser_calls_the_live_api(live_site, owner):
+def test_token_made_in_the_browser_calls_the_live_api(live_web, owner):
     import json
     import urllib.request
 
@@ -84,8 +84,8 @@ def test_token_made_in_the_browser_calls_the_live_api(live_site, owner):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1000, "height": 1100})
-        log_in(page, live_site)
-        page.goto(f"{live_site}/accounts/")
+        log_in(page, live_web)
+        page.goto(f"{live_web}/accounts/")
         page.fill("input[name=name]", "backup script")
         page.click("text=Create token")
         expect(page.locator("#new-token")).to_contain_text("Copy it now: it is not shown again.")
@@ -94,7 +94,7 @@ def test_token_made_in_the_browser_calls_the_live_api(live_site, owner):
         page.screenshot(path=str(SCREENSHOTS / "account-api-token.png"), full_page=True)
         browser.close()
 
-    request = urllib.request.Request(f"{live_site}/api/jobs", headers={"Authorization": f"Bearer {raw}"})
+    request = urllib.request.Request(f"{live_web}/api/jobs", headers={"Authorization": f"Bearer {raw}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
         assert json.load(response)["count"] == 0

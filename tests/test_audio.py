@@ -127,6 +127,7 @@ def test_surround_downmix_keeps_the_centre_channel(tmp_path):
     assert left > 0.15, "the centre channel must reach both sides of the stereo mix"
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_mono_low_and_high_rate_and_surround_tracks_separate_into_44k_stereo_stems(
     owner_client, make_audio, run_worker, tmp_path

@@ -8,7 +8,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import PASSWORD, ROOT
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 CHROMIUM = os.environ.get("STEMSITE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -48,6 +48,7 @@ def log_in(page, base_url):
     expect(page.locator("h1")).to_have_text("Split a song into stems")
 
 
+@pytest.mark.slow
 def test_upload_and_watch_the_job_succeed_without_reloading(live_site, owner, page, make_audio, tmp_path):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     log_in(page, live_site)
@@ -86,8 +87,8 @@ def test_upload_and_watch_the_job_succeed_without_reloading(live_site, owner, pa
     page.screenshot(path=SCREENSHOTS / "job-list.png", full_page=True)
 
 
-def test_bad_file_shows_an_error_in_the_form(live_site, owner, page, tmp_path):
-    log_in(page, live_site)
+def test_bad_file_shows_an_error_in_the_form(live_web, owner, page, tmp_path):
+    log_in(page, live_web)
     fake = tmp_path / "lyrics.mp3"
     fake.write_text("not a song at all\n" * 20)
     page.set_input_files("input[type=file]", str(fake))

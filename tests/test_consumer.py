@@ -42,6 +42,7 @@ def status_of(html: str) -> tuple[str, int | None]:
     return status, int(progress.group(1)) if progress else None
 
 
+@pytest.mark.slow
 def test_job_socket_streams_progress_then_success(owner_client, make_audio, process_env):
     job = upload(owner_client, make_audio)
 
@@ -139,6 +140,7 @@ def test_job_list_socket_sends_own_rows_and_updates(owner_client, outsider_clien
     assert nothing_for_outsider
 
 
+@pytest.mark.slow
 def test_idle_socket_stays_open_and_still_receives_pushes(owner_client, owner, make_job):
     job = make_job(owner, status="running")
 

@@ -59,6 +59,7 @@ def test_cancel_a_queued_job_takes_it_off_the_queue(owner_client, make_audio, ru
     assert not job.stems.exists()
 
 
+@pytest.mark.slow
 def test_cancel_a_running_job_stops_it_and_removes_partial_stems(
     owner_client, make_audio, start_worker, media_root
 ):
@@ -88,6 +89,7 @@ def test_finished_job_cannot_be_canceled(owner_client, owner, make_job):
     assert job.stems.count() == 4
 
 
+@pytest.mark.slow
 def test_retry_of_a_failed_job_runs_a_new_attempt(owner_client, make_audio, run_worker, tmp_path):
     job = upload(owner_client, make_audio("song.wav", seconds=1))
     (tmp_path / "empty").mkdir()

@@ -64,7 +64,7 @@ def test_identical_submissions_racing_make_one_job_and_keep_one_upload(owner, ma
     assert media_files(media_root) == [media_root / job.input_file.name]
 
 
-def test_two_identical_posts_at_once_to_a_live_site_make_one_job(live_site, owner, make_audio, media_root):
+def test_two_identical_posts_at_once_to_a_live_site_make_one_job(live_web, owner, make_audio, media_root):
     client = Client()
     client.force_login(owner)
     session = client.cookies["sessionid"].value
@@ -74,7 +74,7 @@ def test_two_identical_posts_at_once_to_a_live_site_make_one_job(live_site, owne
 
     def post():
         start.wait()
-        answers.append(post_upload(live_site, session, "song.wav", audio_bytes))
+        answers.append(post_upload(live_web, session, "song.wav", audio_bytes))
 
     threads = [threading.Thread(target=post) for _ in range(2)]
     for thread in threads:

@@ -128,6 +128,8 @@ def is_gone(pid: int) -> bool:
     return fields[0] in ("Z", "X")
 
 
+@pytest.mark.slow
+@pytest.mark.database_agnostic
 def test_killed_worker_parent_takes_its_horse_along_and_the_job_is_recovered(
     owner_client, make_audio, supervisor, media_root
 ):
@@ -150,6 +152,8 @@ def test_killed_worker_parent_takes_its_horse_along_and_the_job_is_recovered(
     assert "exited with signal SIGKILL" in workers.log_path.read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.database_agnostic
 def test_host_crash_is_resolved_within_90_seconds_with_default_settings(owner_client, make_audio, supervisor):
     job = upload(owner_client, make_audio("long.flac", seconds=30))
     workers = supervisor(queues="separations")
@@ -170,6 +174,8 @@ def test_host_crash_is_resolved_within_90_seconds_with_default_settings(owner_cl
     print(f"host crash resolved in {resolved:.1f} s")
 
 
+@pytest.mark.slow
+@pytest.mark.database_agnostic
 def test_redis_restart_mid_job_restarts_the_worker_and_ends_the_job(
     owner_client, make_audio, private_redis, supervisor
 ):
@@ -195,6 +201,7 @@ def test_redis_restart_mid_job_restarts_the_worker_and_ends_the_job(
         assert job.recoveries == 1
 
 
+@pytest.mark.slow
 def test_upload_while_redis_is_down_is_saved_paused_and_runs_once_redis_is_back(
     owner_client, make_audio, private_redis, supervisor, media_root
 ):
@@ -227,6 +234,7 @@ def test_upload_while_redis_is_down_is_saved_paused_and_runs_once_redis_is_back(
     assert 'class="banner' not in owner_client.get(reverse("job_list")).content.decode()
 
 
+@pytest.mark.database_agnostic
 def test_horse_whose_parent_died_before_it_could_ask_to_follow_it_exits_at_once():
     child = os.fork()
     if child == 0:
@@ -236,6 +244,7 @@ def test_horse_whose_parent_died_before_it_could_ask_to_follow_it_exits_at_once(
     assert os.waitstatus_to_exitcode(status) == 1
 
 
+@pytest.mark.database_agnostic
 def test_supervisor_shuts_its_workers_down_on_sigterm(supervisor):
     workers = supervisor(FAST, workers=2)  # two on the separations queue, one on the short queue
     children = wait_until(lambda: len(child_pids(workers.pid)) == 3 and child_pids(workers.pid))

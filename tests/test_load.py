@@ -74,6 +74,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@pytest.mark.slow
 def test_twenty_simultaneous_uploads_from_twenty_people_each_run_once(
     live_site, second_worker, make_audio, media_root, tmp_path
 ):

@@ -38,26 +38,37 @@ def peaks_of(audio: np.ndarray) -> list[float]:
     return [round(float(loudest[i : i + window].max()), 3) for i in range(0, len(loudest), window)]
 
 
+@pytest.fixture(scope="session")
+def tone_files(tmp_path_factory) -> Path:
+    """The source and four 3 s mp3 stems at different pitches, encoded once for every test here."""
+    folder = tmp_path_factory.mktemp("tones")
+    soundfile.write(folder / "source.wav", stem_audio(330), RATE)
+    for name, frequency in STEM_TONES.items():
+        wav = folder / f"{name}.wav"
+        soundfile.write(wav, stem_audio(frequency), RATE)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-b:a", "128k", str(folder / f"{name}.mp3")],
+            check=True,
+        )
+    return folder
+
+
 @pytest.fixture
-def finished_job(owner, tmp_path):
-    """A succeeded job with four 3 s mp3 stems at different pitches, with their peaks."""
+def finished_job(owner, tone_files):
+    """A succeeded job with the four tone stems, with their peaks."""
     from django.core.files import File
 
     from jobs.models import Job, Stem
 
     job = Job(owner=owner, original_name="Four Tones.wav", model_name="htdemucs", status="succeeded")
     job.duration_seconds = SECONDS
-    source = tmp_path / "source.wav"
-    soundfile.write(source, stem_audio(330), RATE)
-    with source.open("rb") as handle:
+    with (tone_files / "source.wav").open("rb") as handle:
         job.input_file.save("Four Tones.wav", File(handle), save=False)
     job.save()
     for position, (name, frequency) in enumerate(STEM_TONES.items()):
-        audio = stem_audio(frequency)
-        wav, mp3 = tmp_path / f"{name}.wav", tmp_path / f"{name}.mp3"
-        soundfile.write(wav, audio, RATE)
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-b:a", "128k", str(mp3)], check=True)
-        stem = Stem(job=job, name=name, position=position, size=mp3.stat().st_size, peaks=peaks_of(audio))
+        mp3 = tone_files / f"{name}.mp3"
+        peaks = peaks_of(stem_audio(frequency))
+        stem = Stem(job=job, name=name, position=position, size=mp3.stat().st_size, peaks=peaks)
         with mp3.open("rb") as handle:
             stem.file.save(f"{name}.mp3", File(handle), save=True)
     return job
@@ -94,17 +105,17 @@ def wait_for(page, condition, what: str, timeout: float = 15) -> dict:
         page.wait_for_timeout(50)
 
 
-def open_mixer(page, live_site, job):
-    log_in(page, live_site)
-    page.goto(f"{live_site}{job.get_absolute_url()}")
+def open_mixer(page, site, job):
+    log_in(page, site)
+    page.goto(f"{site}{job.get_absolute_url()}")
     wait_for(page, lambda s: all(s["loaded"].values()) and s["duration"] > 0, "every stem decoded")
 
 
-def test_waveforms_and_controls_work_before_the_audio_arrives(live_site, owner, finished_job, page):
+def test_waveforms_and_controls_work_before_the_audio_arrives(live_web, owner, finished_job, page):
     held = []
     page.route("**/?play", lambda route: held.append(route))
-    log_in(page, live_site)
-    page.goto(f"{live_site}{finished_job.get_absolute_url()}")
+    log_in(page, live_web)
+    page.goto(f"{live_web}{finished_job.get_absolute_url()}")
 
     canvases = page.locator(".stem canvas")
     expect(canvases).to_have_count(4)
@@ -129,8 +140,8 @@ def test_waveforms_and_controls_work_before_the_audio_arrives(live_site, owner, 
     expect(page.locator(".stem-loading").first).to_have_text("")
 
 
-def test_play_advances_the_clock_and_pause_keeps_the_position(live_site, owner, finished_job, page):
-    open_mixer(page, live_site, finished_job)
+def test_play_advances_the_clock_and_pause_keeps_the_position(live_web, owner, finished_job, page):
+    open_mixer(page, live_web, finished_job)
     assert state(page)["duration"] == pytest.approx(SECONDS, abs=0.1)
     expect(page.locator("[data-duration]")).to_have_text("0:03")
 
@@ -156,8 +167,8 @@ def test_play_advances_the_clock_and_pause_keeps_the_position(live_site, owner, 
     assert played_out["time"] == 0, "the track ends and rewinds to the start"
 
 
-def test_mute_and_solo_set_the_gain_of_every_stem(live_site, owner, finished_job, page):
-    open_mixer(page, live_site, finished_job)
+def test_mute_and_solo_set_the_gain_of_every_stem(live_web, owner, finished_job, page):
+    open_mixer(page, live_web, finished_job)
     page.click("[data-play]")
     wait_for(page, lambda s: s["playing"], "play")
 
@@ -207,8 +218,8 @@ def test_mute_and_solo_set_the_gain_of_every_stem(live_site, owner, finished_job
     }  # fmt: skip
 
 
-def test_seeking_starts_every_stem_at_one_time_and_one_offset(live_site, owner, finished_job, page):
-    open_mixer(page, live_site, finished_job)
+def test_seeking_starts_every_stem_at_one_time_and_one_offset(live_web, owner, finished_job, page):
+    open_mixer(page, live_web, finished_job)
     page.click("[data-play]")
     first = wait_for(page, lambda s: s["playing"] and len(s["starts"]) == 4, "play")
     assert len({(start["when"], start["offset"]) for start in first["starts"].values()}) == 1
@@ -232,8 +243,8 @@ def test_seeking_starts_every_stem_at_one_time_and_one_offset(live_site, owner, 
     assert not at_start["playing"], "seeking while paused does not start playing"
 
 
-def test_space_toggles_play_except_while_typing(live_site, owner, finished_job, page):
-    open_mixer(page, live_site, finished_job)
+def test_space_toggles_play_except_while_typing(live_web, owner, finished_job, page):
+    open_mixer(page, live_web, finished_job)
     page.keyboard.press("Space")
     wait_for(page, lambda s: s["playing"], "space starting playback")
     page.keyboard.press("Space")
@@ -249,7 +260,7 @@ def test_space_toggles_play_except_while_typing(live_site, owner, finished_job, 
     assert state(page)["playing"] is False
 
 
-def test_mixer_fits_a_phone_and_a_desktop(live_site, owner, finished_job, browser):
+def test_mixer_fits_a_phone_and_a_desktop(live_web, owner, finished_job, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name, viewport in (
         ("desktop", {"width": 1100, "height": 900}),
@@ -258,7 +269,7 @@ def test_mixer_fits_a_phone_and_a_desktop(live_site, owner, finished_job, browse
         page = browser.new_context(
             viewport=viewport, device_scale_factor=2 if name == "phone" else 1
         ).new_page()
-        open_mixer(page, live_site, finished_job)
+        open_mixer(page, live_web, finished_job)
         page.screenshot(path=SCREENSHOTS / f"mixer-{name}.png", full_page=True)
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -271,9 +282,9 @@ def test_mixer_fits_a_phone_and_a_desktop(live_site, owner, finished_job, browse
         page.context.close()
 
 
-def test_a_pushed_status_block_keeps_the_playing_mixer(live_site, owner, finished_job, page):
+def test_a_pushed_status_block_keeps_the_playing_mixer(live_web, owner, finished_job, page):
     """An export's socket sends the job's status block on connect; the mixer survives the swap."""
-    open_mixer(page, live_site, finished_job)
+    open_mixer(page, live_web, finished_job)
     page.click(".stem[data-stem=bass] [data-mute]")
     page.click("[data-play]")
     before = wait_for(page, lambda s: s["playing"], "play")
@@ -299,9 +310,7 @@ def test_a_pushed_status_block_keeps_the_playing_mixer(live_site, owner, finishe
     expect(page.locator(".stem[data-stem=bass] [data-mute]")).to_have_attribute("aria-pressed", "true")
 
 
-def test_export_form_posts_the_mixer_settings_and_shows_the_answer_first(
-    live_site, owner, finished_job, page
-):
+def test_export_form_posts_the_mixer_settings_and_shows_the_answer_first(live_web, owner, finished_job, page):
     """The client's half of the export: the form sends the controls' values; the answer goes on top.
 
     The server's answer is stood in for here (its own tests cover it); the request is the real one.
@@ -317,7 +326,7 @@ def test_export_form_posts_the_mixer_settings_and_shows_the_answer_first(
         )
 
     page.route(f"**/jobs/{finished_job.pk}/exports/", answer)
-    open_mixer(page, live_site, finished_job)
+    open_mixer(page, live_web, finished_job)
     page.evaluate(
         "document.querySelector('#mix-exports')"
         ".insertAdjacentHTML('beforeend', '<div class=\"mix-export\" id=\"export-0\"></div>')"
@@ -357,8 +366,8 @@ def test_export_button_produces_a_downloadable_mix(live_site, owner, finished_jo
     assert abs(len(audio) / rate - SECONDS) < 0.1
 
 
-def test_refused_mix_settings_show_their_sentence_in_the_page(live_site, owner, finished_job, page):
-    open_mixer(page, live_site, finished_job)
+def test_refused_mix_settings_show_their_sentence_in_the_page(live_web, owner, finished_job, page):
+    open_mixer(page, live_web, finished_job)
     page.evaluate("document.querySelector('[data-export-gain=\"bass\"]').value = '5'")
     page.click("form.export button[type=submit]")
 

@@ -34,6 +34,7 @@ def test_form_explains_each_model_its_stems_and_speed(owner_client):
     assert "Vocals + instrumental" in page
 
 
+@pytest.mark.slow
 def test_each_model_gives_its_own_stems(owner_client, make_audio, run_worker):
     source = make_audio("song.wav", seconds=3)
     for model in MODELS:
@@ -65,6 +66,7 @@ def test_each_model_gives_its_own_stems(owner_client, make_audio, run_worker):
         ("flac", "flac", "flac"),
     ],
 )
+@pytest.mark.slow
 def test_lossless_formats(owner_client, make_audio, run_worker, output_format, codec, extension):
     post(owner_client, [make_audio("song.flac", seconds=2)], output_format=output_format, quality="fast")
     assert run_worker().returncode == 0
@@ -84,6 +86,7 @@ def test_lossless_formats(owner_client, make_audio, run_worker, output_format, c
         assert soundfile.info(job.stems.first().file.path).subtype == "PCM_24"
 
 
+@pytest.mark.slow
 def test_mp3_bitrate_is_honoured(owner_client, make_audio, run_worker):
     post(
         owner_client,
@@ -97,6 +100,7 @@ def test_mp3_bitrate_is_honoured(owner_client, make_audio, run_worker):
     assert stem.size == pytest.approx(4 * 128_000 / 8, rel=0.1)
 
 
+@pytest.mark.slow
 def test_two_stem_mode_gives_the_stem_and_the_sum_of_the_rest(owner_client, make_audio, run_worker):
     source = make_audio("song.wav", seconds=3)
     common = {"output_format": "wav32f", "quality": "fast"}

@@ -31,6 +31,7 @@ def upload(client, path, **options):
     return Job.objects.latest("created_at")
 
 
+@pytest.mark.slow
 def test_lossless_stems_get_peaks_of_the_stored_audio_and_an_mp3_preview_the_player_streams(
     owner_client, make_audio, run_worker, media_root
 ):

@@ -14,6 +14,7 @@ from tests.test_worker import upload
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.slow
 def test_job_succeeds_when_the_channel_layer_cannot_be_reached(owner_client, make_audio, run_worker):
     job = upload(owner_client, make_audio("song.wav", seconds=2))
 
@@ -35,6 +36,7 @@ def silent_redis():
         yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
 
 
+@pytest.mark.slow
 def test_job_is_not_held_up_by_a_channel_layer_that_never_answers(
     owner_client, make_audio, run_worker, silent_redis
 ):

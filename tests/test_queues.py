@@ -12,7 +12,7 @@ from tests.test_export import export_in, post_export
 from tests.test_faults import supervisor  # noqa: F401 (a fixture)
 from tests.test_worker import upload, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 SEPARATIONS, SHORT = settings.STEMSITE_QUEUE, settings.STEMSITE_SHORT_QUEUE
 
@@ -21,6 +21,7 @@ def workers_on(queue: str) -> int:
     return Worker.count(queue=django_rq.get_queue(queue))
 
 
+@pytest.mark.slow
 def test_export_finishes_while_a_separation_is_still_running(
     owner, owner_client, make_audio, make_job, start_worker
 ):
@@ -42,6 +43,7 @@ def test_export_finishes_while_a_separation_is_still_running(
     assert cancel_job(separating), "the separations worker stops the run, so the test ends quickly"
 
 
+@pytest.mark.slow
 def test_short_queue_worker_runs_exports_without_loading_a_model(owner, owner_client, make_job, run_worker):
     export = export_in(post_export(owner_client, make_job(owner), "mp3"))
     assert django_rq.get_queue(SEPARATIONS).count == 0

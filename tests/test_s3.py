@@ -43,9 +43,9 @@ from jobs.retention import purge_expired
 from stemsite.storage import MB, storages_config
 from tests.conftest import daphne_server, free_port, media_files, wait_for_port
 from tests.test_browser import log_in
-from tests.test_mixer import browser, finished_job, page, state  # noqa: F401 (fixtures)
+from tests.test_mixer import browser, finished_job, page, state, tone_files  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stemsite-test", "AWS_SECRET_ACCESS_KEY": "stemsite-test-secret"}

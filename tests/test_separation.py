@@ -33,6 +33,7 @@ def test_missing_folder_or_name_is_model_unavailable(model_repo, tmp_path):
         separation.load_model("mdx_extra_q", str(model_repo))
 
 
+@pytest.mark.slow
 def test_separation_is_deterministic_without_shifts_and_reports_progress(model_repo):
     model = separation.load_model("htdemucs", str(model_repo))
     wav = tone(12, rate=44100).T.copy()
@@ -89,6 +90,7 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10((reference.astype(np.float64) ** 2).sum() / noise)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["htdemucs", "htdemucs_ft"])
 def test_execution_settings_keep_demucs_output(model_repo, name):
     model = separation.load_model(name, str(model_repo))

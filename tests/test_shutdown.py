@@ -12,7 +12,7 @@ from jobs.models import Job
 from tests.conftest import media_files
 from tests.test_worker import child_pids, upload, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 
 def running_job(owner_client, make_audio, start_worker, seconds: float) -> tuple[Job, subprocess.Popen]:
@@ -23,6 +23,7 @@ def running_job(owner_client, make_audio, start_worker, seconds: float) -> tuple
     return job, worker
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(owner_client, make_audio, start_worker):
     job, worker = running_job(owner_client, make_audio, start_worker, seconds=30)
 
@@ -37,6 +38,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(owner_client,
     assert job.stems.count() == 4
 
 
+@pytest.mark.slow
 def test_second_sigterm_stops_at_once_and_fails_the_job_with_a_sentence(
     owner_client, make_audio, start_worker, media_root
 ):

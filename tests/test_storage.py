@@ -47,6 +47,8 @@ def upload_wav_job(client, make_audio) -> Job:
     return Job.objects.latest("created_at")
 
 
+@pytest.mark.slow
+@pytest.mark.database_agnostic
 def test_full_disk_fails_the_job_with_a_sentence_and_keeps_no_stems(
     owner_client, make_audio, run_worker, small_disk
 ):
@@ -67,6 +69,8 @@ def test_full_disk_fails_the_job_with_a_sentence_and_keeps_no_stems(
     assert owner_client.get(reverse("stem_file", args=[job.pk, "drums"])).status_code == 404
 
 
+@pytest.mark.slow
+@pytest.mark.database_agnostic
 def test_the_same_job_succeeds_once_there_is_space_again(owner_client, make_audio, run_worker, small_disk):
     """The failure is the disk's, not the job's: a retry on a roomier disk stores every stem."""
     job = upload_wav_job(owner_client, make_audio)
@@ -84,6 +88,8 @@ def test_the_same_job_succeeds_once_there_is_space_again(owner_client, make_audi
     assert all(stem.preview.size > 0 for stem in job.stems.all())
 
 
+@pytest.mark.slow
+@pytest.mark.database_agnostic
 def test_read_only_disk_fails_the_job_with_a_sentence_and_keeps_no_stems(
     owner_client, make_audio, run_worker, small_disk
 ):

@@ -8,7 +8,7 @@ from jobs.tasks import job_timeout
 from tests.conftest import media_files
 from tests.test_worker import upload
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 
 def test_time_limit_grows_with_the_track_and_the_model_cost(settings):

@@ -102,12 +102,12 @@ TOO_LARGE = "the limit is 1 MB for all files sent together"
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_oversize_body_is_refused_while_it_streams(spool_dir, live_site, owner_client, media_root, chunked):
+def test_oversize_body_is_refused_while_it_streams(spool_dir, live_web, owner_client, media_root, chunked):
     session = owner_client.cookies[settings.SESSION_COOKIE_NAME].value
     _, content_type = multipart({})
 
     status, page, sent = send(
-        live_site, session, endless(), content_type, length=None if chunked else 500 * MB
+        live_web, session, endless(), content_type, length=None if chunked else 500 * MB
     )
 
     assert status == 413, page[:500]
@@ -128,13 +128,13 @@ def test_oversize_body_is_refused_while_it_streams(spool_dir, live_site, owner_c
     ids=["file-part-over", "too-many-files"],
 )
 def test_upload_over_a_limit_gets_a_400_page_with_a_sentence_and_leaves_no_file(
-    spool_dir, live_site, owner_client, media_root, files, sentence
+    spool_dir, live_web, owner_client, media_root, files, sentence
 ):
     session = owner_client.cookies[settings.SESSION_COOKIE_NAME].value
     body, content_type = multipart(files)
     assert sorted(spool_dir.iterdir()) == []
 
-    status, page, sent = send(live_site, session, pieces(body), content_type, length=len(body))
+    status, page, sent = send(live_web, session, pieces(body), content_type, length=len(body))
 
     assert (status, sent) == (400, len(body)), page[:500]
     assert sentence in page
@@ -206,10 +206,10 @@ def posts_to_upload(page) -> list:
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_page_refuses_an_oversize_upload_before_sending_it(
-    spool_dir, live_site, owner, browser_page, make_audio
+    spool_dir, live_web, owner, browser_page, make_audio
 ):
     page = browser_page
-    log_in(page, live_site)
+    log_in(page, live_web)
     sent = posts_to_upload(page)
 
     page.set_input_files("input[type=file]", str(make_audio("long.wav", seconds=20)))
@@ -217,17 +217,17 @@ def test_page_refuses_an_oversize_upload_before_sending_it(
 
     expect(page.locator("#upload-form [data-upload-error]")).to_contain_text(TOO_LARGE)
     assert sent == []
-    page.goto(live_site)
+    page.goto(live_web)
     expect(page.locator(".empty")).to_have_text("No tracks yet. Upload one above.")
 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_servers_413_sentence_is_shown_in_the_upload_form(
-    spool_dir, live_site, owner, browser_page, make_audio
+    spool_dir, live_web, owner, browser_page, make_audio
 ):
     page = browser_page
-    log_in(page, live_site)
+    log_in(page, live_web)
     page.evaluate("document.querySelector('#upload-form').removeAttribute('data-max-bytes')")
     sent = posts_to_upload(page)
 
@@ -237,5 +237,5 @@ def test_servers_413_sentence_is_shown_in_the_upload_form(
     expect(page.locator("#upload-form [data-upload-error]")).to_contain_text(TOO_LARGE)
     assert len(sent) == 1
     assert sorted(spool_dir.iterdir()) == []
-    page.goto(live_site)
+    page.goto(live_web)
     expect(page.locator(".empty")).to_have_text("No tracks yet. Upload one above.")

@@ -199,6 +199,7 @@ def test_refused_callback_is_recorded_not_sent(owner, make_job, receiver, run_wo
     assert "private, loopback or reserved" in delivery.error
 
 
+@pytest.mark.slow
 def test_failed_delivery_is_retried_by_run_workers_scheduler(owner, make_job, receiver, supervisor):  # noqa: F811
     server = receiver(statuses=[500])
     job = make_job(owner, status="queued", callback_url=server.url)

@@ -23,6 +23,7 @@ def upload(client, path):
     return Job.objects.latest("created_at")
 
 
+@pytest.mark.slow
 def test_uploaded_track_is_separated_into_four_playable_stems(
     owner_client, make_audio, run_worker, media_root
 ):
@@ -138,6 +139,7 @@ def wait_until(condition, timeout: float = 120):
     raise TimeoutError("condition not met in time")
 
 
+@pytest.mark.slow
 def test_worker_keeps_each_model_warm_across_forked_jobs(owner_client, make_audio, run_worker):
     source = make_audio("song.wav", seconds=1)
     for quality in ("fast", "normal", "best"):
