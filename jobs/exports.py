@@ -27,7 +27,7 @@ from rq.job import Job as RQJob
 from jobs import audio
 from jobs.events import publish_export_state
 from jobs.models import Job, MixExport
-from jobs.tasks import STORAGE_ERRORS
+from jobs.storage_errors import FULL, READ_ONLY, STORAGE_EXCEPTIONS, UNREACHABLE, storage_problem
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,11 @@ MSG_NOT_QUEUED = (
     "The mix could not be queued: processing is paused because the job queue cannot be reached. "
     "Try the export again in a little while."
 )
-MSG_STORAGE = "The server ran out of storage space while saving the mix, so it was not kept. Try again later."
+MSG_STORAGE = {
+    FULL: "The server ran out of storage space while saving the mix, so it was not kept. Try again later.",
+    READ_ONLY: "The server's storage is read-only, so the mix could not be saved. Try again later.",
+    UNREACHABLE: "The server's file storage could not be reached, so the mix was not made. Try again later.",
+}
 MSG_STEM_UNREADABLE = (
     "A stem of this track could not be read back, so the mix was not made. Separate the track again, "
     "then export the mix."
@@ -143,17 +147,14 @@ def render_export(export_id: str) -> None:
     except audio.AudioError as error:
         logger.error("Mix export %s: a stem could not be decoded: %s", export.pk, error)
         _fail(export, MSG_STEM_UNREADABLE)
-    except OSError as error:
-        if error.errno not in STORAGE_ERRORS:
+    except Exception as error:
+        problem = storage_problem(error)
+        if problem is None:
             logger.exception("Mix export %s failed", export.pk)
             _fail(export, MSG_INTERNAL)
             raise
-        logger.error("Mix export %s could not be stored: %s", export.pk, error)
-        _fail(export, MSG_STORAGE)
-    except Exception:
-        logger.exception("Mix export %s failed", export.pk)
-        _fail(export, MSG_INTERNAL)
-        raise
+        logger.error("Mix export %s: its files could not be read or stored: %s", export.pk, error)
+        _fail(export, MSG_STORAGE[problem])
     else:
         if export.mark_succeeded(name, size):
             publish_export_state(export)
@@ -227,8 +228,8 @@ def _store(export: MixExport, target: Path) -> str:
     try:
         with target.open("rb") as handle:
             return storage.save(name, File(handle))
-    except OSError:
-        with contextlib.suppress(OSError):  # a read-only disk keeps it; no row lists it
+    except STORAGE_EXCEPTIONS:
+        with contextlib.suppress(*STORAGE_EXCEPTIONS):  # a read-only disk keeps it; no row lists it
             storage.delete(name)
         raise
 

@@ -1,6 +1,5 @@
 """Turning validated uploads into queued jobs, with nothing left behind if that fails."""
 
-import errno
 import hashlib
 import json
 import logging
@@ -13,7 +12,8 @@ from jobs.forms import AcceptedFile
 from jobs.limits import check_upload_allowed
 from jobs.models import Job, upload_label
 from jobs.options import JobOptions
-from jobs.tasks import STORAGE_ERRORS, enqueue_separation
+from jobs.storage_errors import FULL, READ_ONLY, STORAGE_EXCEPTIONS, UNREACHABLE, storage_problem
+from jobs.tasks import enqueue_separation
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +25,20 @@ MSG_READ_ONLY = (
     "The server's storage is read-only right now, so nothing was saved. Try again later; "
     "the site's staff have been told in the log."
 )
+MSG_UNREACHABLE = (
+    "The server's file storage cannot be reached right now, so nothing was saved. Try again later; "
+    "the site's staff have been told in the log."
+)
+MESSAGES = {FULL: MSG_NO_ROOM, READ_ONLY: MSG_READ_ONLY, UNREACHABLE: MSG_UNREACHABLE}
 
 
 class UploadNotStored(Exception):
-    """The server could not store the upload (full or read-only storage); a sentence for the user."""
+    """The server could not store the upload (full, read-only or unreachable storage); a sentence
+    for the user. `unreachable` may pass soon (an outage); full or read-only storage waits for staff."""
+
+    def __init__(self, problem: str):
+        super().__init__(MESSAGES[problem])
+        self.unreachable = problem == UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -93,15 +103,23 @@ def submit_job(owner, accepted: AcceptedFile, options: JobOptions, callback_url:
             job.save()
             transaction.on_commit(lambda: enqueued.append(enqueue_separation(job)))
     except IntegrityError:
-        job.delete_input()
+        _discard_input(job)
         winner = Job.objects.filter(owner=owner, dedupe_key=key, status__in=Job.ACTIVE).first()
         if winner is None:
             raise  # the constraint that fired was not the duplicate one
         return Submission(winner, reused=True)
     except BaseException:
-        job.delete_input()
+        _discard_input(job)
         raise
     return Submission(job, reused=False, enqueued=enqueued)
+
+
+def _discard_input(job: Job) -> None:
+    """Remove what was stored of a job's upload; best effort, since the caller's error says why."""
+    try:
+        job.delete_input()
+    except STORAGE_EXCEPTIONS as error:
+        logger.warning("Job %s: its stored upload could not be removed: %s", job.pk, error)
 
 
 def submit_within_limits(
@@ -112,7 +130,7 @@ def submit_within_limits(
     Two uploads at once must not both pass a check that only one of them fits: the owner's row is
     locked until the jobs are saved (on SQLite every write transaction already runs alone). If a
     later file fails, the jobs saved before it are rolled back, so their stored uploads go too;
-    full or read-only storage raises UploadNotStored.
+    storage that is full, read-only or unreachable raises UploadNotStored.
     """
     submissions: list[Submission] = []
     try:
@@ -124,9 +142,10 @@ def submit_within_limits(
     except BaseException as error:
         for submission in submissions:
             if not submission.reused:
-                submission.job.delete_input()
-        if isinstance(error, OSError) and error.errno in STORAGE_ERRORS:
+                _discard_input(submission.job)
+        problem = storage_problem(error)
+        if problem is not None:
             logger.error("An upload of %s could not be stored: %s", owner, error)
-            raise UploadNotStored(MSG_READ_ONLY if error.errno == errno.EROFS else MSG_NO_ROOM) from error
+            raise UploadNotStored(problem) from error
         raise
     return submissions

@@ -1,6 +1,5 @@
 """RQ entry points: load the job, run the separation, store stems, publish every change."""
 
-import errno
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from jobs.events import publish_job_state, publish_queue
 from jobs.models import Job, Stem
 from jobs.options import JobOptions
 from jobs.peaks import compute_peaks, encoder_scale
+from jobs.storage_errors import FULL, READ_ONLY, STORAGE_EXCEPTIONS, UNREACHABLE, storage_problem
 from jobs.webhooks import queue_job_event
 
 if TYPE_CHECKING:
@@ -53,21 +53,19 @@ MSG_STORAGE_READ_ONLY = (
     "The server's storage is read-only, so the stems could not be saved and none were kept. "
     "Try again later; the site's staff have been told in the log."
 )
-# Storage errors a user can be told about in a sentence; any other OSError is a server bug.
-STORAGE_ERRORS = {
-    errno.ENOSPC: MSG_STORAGE_FULL,
-    errno.EDQUOT: MSG_STORAGE_FULL,
-    errno.EFBIG: MSG_STORAGE_FULL,
-    errno.EROFS: MSG_STORAGE_READ_ONLY,
+MSG_STORAGE_UNREACHABLE = (
+    "The server's file storage could not be reached, so the track could not be separated and no "
+    "stems were kept. Try again later; the site's staff have been told in the log."
+)
+STORAGE_MESSAGES = {
+    FULL: MSG_STORAGE_FULL,
+    READ_ONLY: MSG_STORAGE_READ_ONLY,
+    UNREACHABLE: MSG_STORAGE_UNREACHABLE,
 }
 
 
 # The player streams this compressed copy of a lossless stem (a 5-minute WAV stem is 50 MB).
 PREVIEW_BITRATE = 192
-
-
-class StorageFailed(Exception):
-    """Saving the stems failed for a reason the user can be told; nothing of them was kept."""
 
 
 def job_timeout(duration_seconds: float, options: JobOptions) -> int:
@@ -124,8 +122,6 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
     except separation.ModelUnavailable as error:
         logger.error("Job %s: %s", job.pk, error)
         _fail(job, str(error))
-    except StorageFailed as error:
-        _fail(job, str(error))
     except JobTimeoutException:
         _fail(job, timeout_message(_current_timeout(job)))
     except (MemoryError, torch.OutOfMemoryError):
@@ -136,10 +132,14 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
             _fail(job, MSG_INTERNAL)
             raise
         _fail(job, MSG_OUT_OF_MEMORY)
-    except Exception:
-        logger.exception("Job %s failed", job.pk)
-        _fail(job, MSG_INTERNAL)
-        raise
+    except Exception as error:
+        problem = storage_problem(error)
+        if problem is None:
+            logger.exception("Job %s failed", job.pk)
+            _fail(job, MSG_INTERNAL)
+            raise
+        logger.error("Job %s: its files could not be read or stored: %s", job.pk, error)
+        _fail(job, STORAGE_MESSAGES[problem])  # which also removes what was stored of its stems
     else:
         publish_job_state(job)
     finally:
@@ -240,26 +240,18 @@ def _encode_stem(
 
 
 def _store_stems(job: Job, encoded: list[_EncodedStem], report: "_ProgressReporter") -> list[Stem]:
-    """Copy stems and previews into storage; on a full or read-only disk remove what was copied."""
+    """Copy stems and previews into storage. If that fails, failing the job removes what was copied."""
     saved = []
-    try:
-        for position, item in enumerate(encoded):
-            stem = Stem(
-                job=job, name=item.name, position=position, size=item.path.stat().st_size, peaks=item.peaks
-            )
-            with item.path.open("rb") as handle:
-                stem.file.save(item.path.name, File(handle), save=False)
-            if item.preview is not None:
-                with item.preview.open("rb") as handle:
-                    stem.preview.save(item.preview.name, File(handle), save=False)
-            saved.append(stem)
-            report(0.95 + 0.05 * (position + 1) / len(encoded))
-    except OSError as error:
-        if error.errno not in STORAGE_ERRORS:
-            raise
-        logger.error("Job %s: could not store its stems: %s", job.pk, error)
-        _remove_stored_stems(job)
-        raise StorageFailed(STORAGE_ERRORS[error.errno]) from error
+    for position, item in enumerate(encoded):
+        size = item.path.stat().st_size
+        stem = Stem(job=job, name=item.name, position=position, size=size, peaks=item.peaks)
+        with item.path.open("rb") as handle:
+            stem.file.save(item.path.name, File(handle), save=False)
+        if item.preview is not None:
+            with item.preview.open("rb") as handle:
+                stem.preview.save(item.preview.name, File(handle), save=False)
+        saved.append(stem)
+        report(0.95 + 0.05 * (position + 1) / len(encoded))
     return saved
 
 
@@ -278,10 +270,11 @@ def _commit_stems(job: Job, saved: list[Stem]) -> None:
 
 
 def _remove_stored_stems(job: Job) -> None:
-    """Best effort: on a read-only disk the files cannot be removed, but no row lists them."""
+    """Best effort: on a read-only disk or an unreachable bucket the files cannot be removed, but
+    no row lists them."""
     try:
         job.delete_stems()
-    except OSError as error:
+    except STORAGE_EXCEPTIONS as error:
         logger.error("Job %s: could not remove its partial stems: %s", job.pk, error)
 
 

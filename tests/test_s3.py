@@ -5,11 +5,13 @@ presigned redirects, uploads and stems go up in parts, and no file stays on eith
 """
 
 import hashlib
+import http.client
 import io
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 import urllib.error
@@ -19,11 +21,13 @@ import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import django_rq
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
@@ -36,10 +40,13 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from jobs.api.tokens import create_token
-from jobs.exports import render_export
+from jobs.exports import MSG_STORAGE, render_export
 from jobs.limits import storage_used
 from jobs.models import Job, MixExport
 from jobs.retention import purge_expired
+from jobs.storage_errors import UNREACHABLE
+from jobs.submission import MSG_UNREACHABLE
+from jobs.tasks import MSG_STORAGE_UNREACHABLE
 from stemsite.storage import MB, storages_config
 from tests.conftest import daphne_server, free_port, media_files, wait_for_port
 from tests.test_browser import log_in
@@ -143,6 +150,87 @@ def web_site(process_env, tmp_path):
     """daphne alone, on the bucket (the mixer needs no worker); yields the site's base URL."""
     with daphne_server(process_env, tmp_path / "web.log") as (_, port):
         yield f"http://127.0.0.1:{port}"
+
+
+class _OutageProxy(BaseHTTPRequestHandler):
+    """Passes requests to the bucket until the outage starts, then answers as S3 does in one."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self._answer()
+
+    do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
+
+    def _answer(self):
+        outage = self.server.outage
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        if outage.down.is_set():
+            self._unavailable()
+            return
+        upstream = http.client.HTTPConnection(outage.upstream, timeout=30)
+        headers = {key: value for key, value in self.headers.items() if key.lower() != "host"}
+        upstream.request(self.command, self.path, body=body, headers=headers)
+        response = upstream.getresponse()
+        content = response.read()
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("connection", "transfer-encoding"):
+                self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(content if self.command != "HEAD" else b"")
+        upstream.close()
+        if self.command == "GET" and outage.after in self.path.split("?")[0]:
+            outage.down.set()
+
+    def _unavailable(self):
+        body = b"<Error><Code>ServiceUnavailable</Code><Message>Service unavailable</Message></Error>"
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+
+@dataclass
+class Outage:
+    """A way to the bucket that goes down for good once an object whose key holds `after` was read
+    (at once if `after` is empty)."""
+
+    upstream: str
+    after: str
+    down: threading.Event
+    url: str = ""
+
+
+@pytest.fixture
+def outage(moto_endpoint, monkeypatch):
+    """`outage(after)`: the Outage; its `url` is the endpoint to give the storage. One retry per call."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    servers = []
+
+    def start(after: str = "") -> Outage:
+        state = Outage(urlsplit(moto_endpoint).netloc, after, threading.Event())
+        if not after:
+            state.down.set()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _OutageProxy)
+        server.daemon_threads = True
+        server.outage = state
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        state.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return state
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 def fetch(url: str, headers: dict | None = None):
@@ -439,3 +527,66 @@ def test_mixer_loads_stems_from_the_bucket_once_its_cors_rule_is_set(
         " return s && Object.values(s.loaded).length === 4 && Object.values(s.loaded).every(Boolean); }"
     )
     assert state(page)["duration"] > 2.9
+
+
+# The bucket in an outage: a sentence for the user, no job half made, no event lost.
+
+
+def test_upload_while_the_bucket_is_down_is_refused_with_a_sentence_and_makes_no_job(
+    bucket, outage, owner_client, owner, client, make_audio
+):
+    down = outage()
+    song = make_audio("song.mp3", seconds=1)
+    token = create_token(owner, "script")[1]
+
+    with override_settings(STORAGES=storages_config(bucket.name, down.url, REGION)):
+        with song.open("rb") as handle:
+            page = owner_client.post(reverse("job_create"), {"files": handle})
+        with song.open("rb") as handle:
+            api = client.post("/api/jobs", {"file": handle}, headers={"Authorization": f"Bearer {token}"})
+
+    assert page.status_code == 400
+    assert "file storage cannot be reached right now, so nothing was saved" in page.content.decode()
+    assert (api.status_code, api["Retry-After"]) == (503, "30")
+    assert api.json()["error"] == {"code": "storage_unavailable", "message": MSG_UNREACHABLE, "details": None}
+    assert not Job.objects.exists()
+    assert bucket.keys() == {}
+
+
+def test_bucket_going_down_mid_job_fails_it_with_a_sentence_and_still_sends_its_event(
+    bucket, outage, owner_client, owner, make_audio, run_worker
+):
+    """The stems cannot be stored, nor what was stored of them listed and removed: the job still
+    ends failed with a sentence, and its webhook event is queued."""
+    with make_audio("song.wav", seconds=2).open("rb") as handle:
+        owner_client.post(reverse("job_create"), {"files": handle, "output_format": "wav16"})
+    job = Job.objects.get()
+    Job.objects.filter(pk=job.pk).update(callback_url="https://hooks.example.com/stems")
+    down = outage(after="/input/")
+
+    retry_once = {"AWS_MAX_ATTEMPTS": "2"}
+    result = run_worker({"STEMSITE_S3_ENDPOINT_URL": down.url, **retry_once}, queues=["separations"])
+
+    assert result.returncode == 0, result.stderr
+    assert down.down.is_set(), "the worker read the upload, then the bucket went down"
+    job.refresh_from_db()
+    assert (job.status, job.error_message) == ("failed", MSG_STORAGE_UNREACHABLE)
+    assert not job.stems.exists()
+    assert list(bucket.keys(f"jobs/{job.pk}/")) == [job.input_file.name]
+    events = [(event.func_name, event.args[1]) for event in django_rq.get_queue("short").jobs]
+    assert events == [("jobs.webhooks.deliver_event", "job.failed")]
+
+
+def test_bucket_going_down_mid_export_fails_it_with_a_sentence(bucket, outage, owner, make_job):
+    job = make_job(owner, name="Mix Me.wav")
+    export = MixExport.objects.create(
+        job=job, settings_key="k", settings={"gains": {"drums": 1.0, "bass": 0.5}}, output_format="wav"
+    )
+    down = outage(after="/stems/")
+
+    with override_settings(STORAGES=storages_config(bucket.name, down.url, REGION)):
+        render_export(str(export.pk))
+
+    export.refresh_from_db()
+    assert (export.status, export.error_message) == (MixExport.Status.FAILED, MSG_STORAGE[UNREACHABLE])
+    assert bucket.keys(f"jobs/{job.pk}/exports/") == {}

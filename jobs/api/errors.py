@@ -110,7 +110,7 @@ def register(api) -> None:
 
     @api.exception_handler(UploadNotStored)
     def not_stored(request: HttpRequest, exc: UploadNotStored) -> HttpResponse:
-        return error_response(507, str(exc))
+        return error_response(503 if exc.unreachable else 507, str(exc), code="storage_unavailable")
 
     @api.exception_handler(RequestDataTooBig)
     def too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
