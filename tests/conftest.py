@@ -279,24 +279,29 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> 
 
 
 @contextmanager
+def running(command: list[str], env: dict, log_path: Path) -> Iterator[subprocess.Popen]:
+    """`command` as a process in the project folder, its output in `log_path`; stopped at the end."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextmanager
 def daphne_server(env: dict, log_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     """daphne serving the site on a free port, as production runs it; yields (process, port)."""
     port = free_port()
     daphne = str(Path(sys.executable).parent / "daphne")
-    with log_path.open("w") as log:
-        web = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(port), "stemsite.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_for_port(port, web)
-            yield web, port
-        finally:
-            web.terminate()
-            try:
-                web.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                web.kill()
+    command = [daphne, "-b", "127.0.0.1", "-p", str(port), "stemsite.asgi:application"]
+    with running(command, env, log_path) as web:
+        wait_for_port(port, web)
+        yield web, port
 
 
 @pytest.fixture
@@ -309,19 +314,9 @@ def live_web(process_env, tmp_path):
 @pytest.fixture
 def live_site(live_web, process_env, tmp_path):
     """daphne and one worker on every queue as real processes; yields the site's base URL."""
-    with (tmp_path / "worker.log").open("w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", *all_queues()],
-            cwd=ROOT, env=process_env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            yield live_web
-        finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+    worker = [sys.executable, "manage.py", "rqworker", *all_queues()]
+    with running(worker, process_env, tmp_path / "worker.log"):
+        yield live_web
 
 
 @pytest.fixture
