@@ -48,6 +48,11 @@ def publish_job_state(job: Job) -> None:
     )
 
 
+def publish_job_row(job: Job) -> None:
+    """Send the job's list row to its owner's open job lists, where a new job is put on top."""
+    _send([(user_group(job.owner_id), job_row_html(job))])
+
+
 def publish_export_state(export: MixExport) -> None:
     """Send a mix export's block to its job's page; htmx swaps it by its id."""
     _send([(job_group(export.job_id), export_html(export))])

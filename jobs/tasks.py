@@ -19,7 +19,7 @@ from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
 from jobs import audio
-from jobs.events import publish_job_state, publish_queue
+from jobs.events import publish_job_row, publish_job_state, publish_queue
 from jobs.models import Job, Stem
 from jobs.options import JobOptions
 from jobs.peaks import compute_peaks, encoder_scale
@@ -97,6 +97,7 @@ def enqueue_separation(job: Job) -> bool:
     except (RedisError, OSError) as error:
         logger.warning("Could not queue job %s, it stays queued for the reconciler: %s", job.pk, error)
         return False
+    publish_job_row(job)  # a list open in another tab, or beside a script, shows it at once
     publish_queue()
     return True
 
