@@ -5,8 +5,9 @@ mismatch: a queued row whose RQ job is gone (Redis restarted, or was down at upl
 again; a running row whose RQ job or worker is gone (a crash, a killed worker, a lost Redis) is
 queued as a new attempt a bounded number of times, then failed with a message. Mix exports get
 the same care on the short queue: a queued one is queued again, a running one whose render is
-gone fails with a sentence (asking again renders it anew). A Redis lock makes sure only one
-reconciler acts at a time, however many machines run workers.
+gone fails with a sentence (asking again renders it anew). So do webhook events: a finished job's
+event that was neither delivered nor is on its way is queued again. A Redis lock makes sure only
+one reconciler acts at a time, however many machines run workers.
 """
 
 import logging
@@ -15,6 +16,7 @@ from datetime import timedelta
 
 import django_rq
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from redis import Redis
 from rq.exceptions import NoSuchJobError
@@ -26,14 +28,17 @@ from rq.worker import Worker
 from jobs.events import publish_job_state, publish_queue
 from jobs.exports import enqueue_export, export_rq_id, fail_lost_export
 from jobs.metrics import count_failure
-from jobs.models import Job, MixExport
+from jobs.models import Job, MixExport, WebhookDelivery
 from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
-from jobs.webhooks import queue_job_event
+from jobs.webhooks import event_rq_id, queue_job_event
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = "stemsite:reconciler"
 TERMINAL = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+# Within a delivery's result_ttl (an hour): an event sent in that time is still known to RQ or has
+# left a delivery row, so only a lost one is queued again.
+EVENT_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Reconciliation:
     failed: list = field(default_factory=list)
     exports_requeued: list = field(default_factory=list)
     exports_failed: list = field(default_factory=list)
+    events_requeued: list = field(default_factory=list)
     skipped: bool = False
 
     @property
@@ -86,7 +92,30 @@ def _reconcile(connection: Redis) -> Reconciliation:
         if not _carried(job.rq_job_id, connection):
             _resolve_lost_run(job, result)
     _reconcile_exports(result, settled_before)
+    _reconcile_events(result, settled_before)
     return result
+
+
+def _reconcile_events(result: Reconciliation, settled_before) -> None:
+    """Finished jobs' webhook events that RQ never got or lost, with no delivery recorded: queued again.
+
+    A delivery that ran left a row; one still on its way is known to RQ by its id. A failed
+    delivery job stays known to RQ for a day, so a broken one is not sent over and over.
+    """
+    connection = django_rq.get_connection(settings.STEMSITE_SHORT_QUEUE)
+    delivered = WebhookDelivery.objects.filter(job=OuterRef("pk"), created_at__gte=OuterRef("finished_at"))
+    finished = (
+        Job.objects.select_related("owner")
+        .exclude(callback_url="")
+        .filter(status__in=Job.FINISHED, finished_at__lt=settled_before)
+        .filter(finished_at__gte=timezone.now() - EVENT_WINDOW)
+        .exclude(Exists(delivered))
+    )
+    for job in finished:
+        if not RQJob.exists(event_rq_id(job), connection=connection):
+            logger.info("Job %s: its %s event was lost before delivery; queuing it again", job.pk, job.status)
+            if queue_job_event(job):
+                result.events_requeued.append(job.pk)
 
 
 def _reconcile_exports(result: Reconciliation, settled_before) -> None:

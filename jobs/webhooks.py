@@ -124,11 +124,17 @@ def event_payload(job: Job, event: str) -> dict:
     }
 
 
+def event_rq_id(job: Job) -> str:
+    """The first delivery of an attempt's terminal event has one RQ id, so the reconciler can tell an
+    event RQ still holds from one it never got or lost (Redis down or restarted)."""
+    return f"webhook-{job.pk}-{job.attempt}-{job.status}"
+
+
 def queue_job_event(job: Job) -> bool:
     """Queue the delivery of the job's terminal event if it has a callback URL; called once per finish.
 
     The body is fixed now, so every retry sends the same event. False when there is nothing to
-    send or Redis is unreachable (the event is then lost, and logged).
+    send or Redis is unreachable: the reconciler then queues it again (jobs.reconcile).
     """
     if not job.callback_url or not job.is_finished:
         return False
@@ -136,8 +142,9 @@ def queue_job_event(job: Job) -> bool:
     body = json.dumps(event_payload(job, event), separators=(",", ":"))
     try:
         django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue(
-            deliver_event, str(job.pk), event, body, str(uuid.uuid4()), 1, **_delivery_options()
-        )
+            deliver_event, str(job.pk), event, body, str(uuid.uuid4()), 1,
+            job_id=event_rq_id(job), **_delivery_options(),
+        )  # fmt: skip
     except (RedisError, OSError) as error:
         logger.warning("Could not queue the %s webhook of job %s: %s", event, job.pk, error)
         return False

@@ -11,9 +11,10 @@ from rq.job import JobStatus
 
 from jobs.exports import MSG_WORKER_LOST as EXPORT_WORKER_LOST
 from jobs.exports import enqueue_export, export_rq_id, request_export
-from jobs.models import Job, MixExport
+from jobs.models import Job, MixExport, WebhookDelivery
 from jobs.reconcile import LOCK_NAME, reconcile
 from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
+from jobs.webhooks import event_rq_id, queue_job_event
 from tests.conftest import media_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -207,3 +208,35 @@ def test_export_asked_for_again_is_in_the_queue_once(owner, make_job):
     assert again.pk == export.pk
     assert again.status == "queued"
     assert short_queue().job_ids == [export_rq_id(export.pk)]
+
+
+# Webhook events: one lost before its first delivery is sent once the reconciler finds it.
+
+
+def finished(owner, make_job, ago: float, callback: bool = True, status: str = "failed") -> Job:
+    when = timezone.now() - timedelta(seconds=ago)
+    url = "https://hooks.example.com/stems" if callback else ""
+    return make_job(owner, status=status, callback_url=url, finished_at=when)
+
+
+def test_finished_jobs_event_lost_before_delivery_is_queued_again_once(owner, make_job):
+    settled_for = settings.STEMSITE_RECONCILE_GRACE_SECONDS + 1
+    lost = finished(owner, make_job, settled_for)
+    waiting = finished(owner, make_job, settled_for, status="succeeded")
+    assert queue_job_event(waiting), "its delivery is still in the queue"
+    delivered = finished(owner, make_job, settled_for)
+    url = delivered.callback_url
+    WebhookDelivery.objects.create(job=delivered, event="job.failed", url=url, succeeded=True)
+    just_now = finished(owner, make_job, 0)
+    finished(owner, make_job, settled_for, callback=False)
+    finished(owner, make_job, 2 * 3600)  # long ago: its delivery record may have expired in RQ
+
+    result = reconcile()
+
+    assert result.events_requeued == [lost.pk]
+    assert sorted(short_queue().job_ids) == sorted([event_rq_id(waiting), event_rq_id(lost)])
+    assert reconcile().events_requeued == [], "once in RQ it is left alone"
+    assert len(short_queue().job_ids) == 2
+    event = RQJob.fetch(event_rq_id(lost), connection=short_queue().connection)
+    assert (event.func_name, event.args[:2]) == ("jobs.webhooks.deliver_event", (str(lost.pk), "job.failed"))
+    assert just_now.pk not in result.events_requeued, "a fresh finish is left to its own enqueue"

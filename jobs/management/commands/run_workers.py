@@ -201,6 +201,8 @@ class Command(BaseCommand):
                 "Reconciled mix exports: %s queued again, %s failed",
                 len(result.exports_requeued), len(result.exports_failed),
             )  # fmt: skip
+        if result.events_requeued:
+            logger.info("Reconciled webhook events: %s queued again", len(result.events_requeued))
 
 
 def parse_queues(value: str, workers: int) -> dict[str, int]:
