@@ -1,20 +1,20 @@
 """Measure how long a queued job waits before an idle worker starts it (enqueue to running).
 
-Run from the repository root (Redis must be running; use a Redis database nothing else uses):
+Run from the repository root (Redis must be running; the script flushes its Redis database):
 
     .venv/bin/python bench/enqueue.py                          # tiny and full-size model, 5 jobs each
     .venv/bin/python bench/enqueue.py --sizes tiny --jobs 10
-    REDIS_URL=redis://127.0.0.1:6379/11 .venv/bin/python bench/enqueue.py
+    .venv/bin/python bench/enqueue.py --redis-url redis://127.0.0.1:6379/11
 
 For each model size it writes a random-weight htdemucs (jobs.testmodel), starts
-`manage.py run_workers --workers 1` as the Procfile does (its own SQLite database and media folder
-in a temporary folder) and waits until the worker has registered as idle, which it does only
-after preloading the model. Then, one at a time, it submits a 1 s clip through
-jobs.submission.submit_job (the upload form's path after validation), and measures from the RQ
-job's `enqueued_at` to the row's `started_at` (written by `Job.mark_running` in the work horse);
-then it cancels the job (jobs.control, as the page's Cancel button does) and waits for the worker
-to be idle again before the next one. Printed
-per size: each latency, p50 and max (the target is under 1 s). Not part of the test suite.
+`manage.py run_workers --workers 1` as the Procfile does (bench/live_site.py: its own SQLite
+database and media folder in a temporary folder, DEBUG off) and waits until the worker has
+registered as idle, which it does only after preloading the model. Then, one at a time, it
+submits a 1 s clip through jobs.submission.submit_job (the upload form's path after validation),
+and measures from the RQ job's `enqueued_at` to the row's `started_at` (written by
+`Job.mark_running` in the work horse); then it cancels the job (jobs.control, as the page's
+Cancel button does) and waits for the worker to be idle again before the next one. Printed per
+size: each latency, p50 and max (the target is under 1 s). Not part of the test suite.
 """
 
 import argparse
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from live_site import DEFAULT_REDIS_URL, ROOT, Site
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE = 44100
 
 
@@ -64,7 +64,6 @@ def measure(size: str, jobs: int, work: Path) -> list[float]:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import TemporaryUploadedFile
-    from django.core.management import call_command
     from rq.job import Job as RqJob
 
     from jobs.control import cancel_job
@@ -81,7 +80,6 @@ def measure(size: str, jobs: int, work: Path) -> list[float]:
         print(f"wrote the {size} model in {time.monotonic() - started:.1f} s", flush=True)
     queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
     queue.empty()
-    call_command("migrate", verbosity=0)
     owner, _ = get_user_model().objects.get_or_create(username="bench")
     env = {**os.environ, "STEMSITE_MODEL_REPO": str(repo)}
     log = (work / f"worker-{size}.log").open("w")
@@ -127,27 +125,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="tiny,full", help="model sizes to measure, of tiny,full")
     parser.add_argument("--jobs", type=int, default=5, help="jobs per model size")
     parser.add_argument("--work", type=Path, help="keep files here instead of a temporary folder")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="a Redis database it may flush")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stemsite-bench-enqueue-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="stemsite.settings",
-            PYTHONPATH=str(ROOT),
-            DEBUG="false",
-            SECRET_KEY=os.environ.get("SECRET_KEY", "stemsite-bench-only"),
-            STEMSITE_HTTPS="false",
-            STEMSITE_VAR_DIR=str(work / "var"),
-            MEDIA_ROOT=str(work / "var" / "media"),
-            DATABASE_URL="",
-            STEMSITE_MODEL="htdemucs",
-            STEMSITE_UPLOADS_PER_HOUR="0",
-        )
-        sys.path.insert(0, str(ROOT))
-        import django
-
-        django.setup()
-        results = {size: measure(size, args.jobs, work) for size in args.sizes.split(",")}
+        settings = {"STEMSITE_MODEL": "htdemucs", "STEMSITE_UPLOADS_PER_HOUR": "0"}
+        with Site("sqlite", work, "enqueue", args.redis_url, settings):
+            results = {size: measure(size, args.jobs, work) for size in args.sizes.split(",")}
     print(f"\nEnqueue to running, idle worker, {args.jobs} jobs per model (target < 1 s)")
     print(f"{'model':8s} {'p50 ms':>8s} {'max ms':>8s}")
     for size, latencies in results.items():

@@ -4,11 +4,12 @@ Run from the repository root (Redis must be running; the job is queued, no worke
 
     .venv/bin/python bench/upload.py                        # a 1024 MB wav (about 100 minutes)
     .venv/bin/python bench/upload.py --mb 200 --port 8201
-    REDIS_URL=redis://127.0.0.1:6379/11 .venv/bin/python bench/upload.py
+    .venv/bin/python bench/upload.py --redis-url redis://127.0.0.1:6379/11
 
 It writes a 16-bit stereo 44.1 kHz wav of the given size to disk in 1 MB pieces, starts daphne as
-production runs it (DEBUG off, a SECRET_KEY, STEMSITE_HTTPS=false, its own SQLite database and
-media folder in a temporary folder, the upload and duration limits raised to let the file in),
+production runs it (bench/live_site.py: DEBUG off, a SECRET_KEY, STEMSITE_HTTPS=false, its own
+SQLite database and media folder in a temporary folder, a Redis database it flushes; here with
+the upload and duration limits raised to let the file in),
 logs a user in through the login page and posts the file through the real upload form, streamed
 from disk in 1 MB pieces so the client never holds it either. A thread reads daphne's VmRSS and
 VmHWM from /proc/PID/status every 50 ms. Printed: baseline (after a warm-up page load), peak
@@ -19,11 +20,8 @@ Not part of the test suite.
 
 import argparse
 import http.client
-import os
 import re
 import secrets
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,8 +29,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from live_site import DEFAULT_REDIS_URL, Site
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE = 44100
 MB = 1024 * 1024
 CHUNK = MB
@@ -167,25 +165,13 @@ class Browser:
         return response.status, location, seconds
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"daphne exited with {process.returncode}")
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("daphne did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1024, help="size of the uploaded wav in MB")
     parser.add_argument("--port", type=int, default=8200)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait before 'after'")
     parser.add_argument("--work", type=Path, help="keep files here instead of a temporary folder")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="a Redis database it may flush")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stemsite-bench-upload-") as tmp:
         work = args.work or Path(tmp)
@@ -196,37 +182,21 @@ def main() -> None:
         print(f"wrote {wav.stat().st_size / MB:.0f} MB wav ({seconds / 60:.1f} min) "
               f"in {time.monotonic() - started:.1f} s")  # fmt: skip
         password = secrets.token_urlsafe(16)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(40),
-            "STEMSITE_HTTPS": "false",
-            "STEMSITE_VAR_DIR": str(work / "var"),
-            "MEDIA_ROOT": str(work / "var" / "media"),
-            "DATABASE_URL": "",
+        limits = {
             "STEMSITE_MAX_UPLOAD_MB": str(args.mb + 8),
             "STEMSITE_MAX_DURATION_SECONDS": str(int(seconds) + 600),
             "STEMSITE_STORAGE_QUOTA_MB": "0",
             "STEMSITE_UPLOADS_PER_HOUR": "0",
-            "DJANGO_SUPERUSER_PASSWORD": password,
         }
-        manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        subprocess.run([*manage, "createsuperuser", "--noinput", "--username", "bench",
-                        "--email", "bench@example.com"], cwd=ROOT, env=env, check=True)  # fmt: skip
-        log = (work / "daphne.log").open("w")
-        daphne = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(args.port),
-             "stemsite.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_for_port(args.port, daphne)
+        with Site("sqlite", work, "upload", args.redis_url, limits) as site:
+            from django.contrib.auth import get_user_model
+
+            get_user_model().objects.create_user("bench", password=password)
+            site.start(args.port)
             browser = Browser(args.port)
             browser.login("bench", password)
             browser.get("/")  # warm-up: the upload page's imports and templates
-            sampler = RssSampler(daphne.pid)
+            sampler = RssSampler(site.server.pid)
             baseline, hwm_before = sampler.read()
             sampler.start()
             status, where, took = browser.upload(wav)
@@ -234,10 +204,6 @@ def main() -> None:
             time.sleep(args.settle)
             sampler.stop()
             after, hwm = sampler.read()
-        finally:
-            daphne.terminate()
-            daphne.wait(timeout=30)
-            log.close()
         during = [rss for t, rss, _ in sampler.samples if t <= answered]
         # VmHWM catches a peak between two samples, once it passes the high-water mark of start-up.
         peak = max(*during, hwm if hwm > hwm_before else 0)

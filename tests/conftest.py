@@ -279,8 +279,11 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> 
 
 
 @contextmanager
-def running(command: list[str], env: dict, log_path: Path) -> Iterator[subprocess.Popen]:
-    """`command` as a process in the project folder, its output in `log_path`; stopped at the end."""
+def running(
+    command: list[str], env: dict, log_path: Path, stop_seconds: float = 20
+) -> Iterator[subprocess.Popen]:
+    """`command` as a process in the project folder, its output in `log_path`; stopped at the end
+    (killed if it has not exited `stop_seconds` after SIGTERM)."""
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -288,7 +291,7 @@ def running(command: list[str], env: dict, log_path: Path) -> Iterator[subproces
         finally:
             process.terminate()
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=stop_seconds)
             except subprocess.TimeoutExpired:
                 process.kill()
 

@@ -1,7 +1,6 @@
 """Twenty people uploading at the same moment: every track is separated exactly once, without errors."""
 
 import re
-import subprocess
 import sys
 import threading
 import urllib.request
@@ -15,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from jobs.models import Job, Stem
-from tests.conftest import ROOT, media_files
+from tests.conftest import media_files, running
 from tests.test_worker import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,15 +32,9 @@ def process_env(process_env):
 @pytest.fixture
 def second_worker(process_env, tmp_path):
     """One more `rqworker` beside the live site's, logging to a file the test can read."""
-    log = (tmp_path / "worker2.log").open("w")
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE],
-        cwd=ROOT, env=process_env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    yield worker
-    worker.terminate()
-    worker.wait(timeout=30)
-    log.close()
+    command = [sys.executable, "manage.py", "rqworker", settings.STEMSITE_QUEUE]
+    with running(command, process_env, tmp_path / "worker2.log", stop_seconds=30) as worker:
+        yield worker
 
 
 def post_upload(base_url: str, session_id: str, name: str, audio: bytes) -> tuple[int, str]:

@@ -48,7 +48,7 @@ from jobs.storage_errors import UNREACHABLE
 from jobs.submission import MSG_UNREACHABLE
 from jobs.tasks import MSG_STORAGE_UNREACHABLE
 from stemsite.storage import MB, storages_config
-from tests.conftest import daphne_server, free_port, media_files, wait_for_port
+from tests.conftest import daphne_server, free_port, media_files, running, wait_for_port
 from tests.test_browser import log_in
 from tests.test_mixer import browser, finished_job, page, state, tone_files  # noqa: F401 (fixtures)
 
@@ -62,13 +62,10 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stemsite-test", "AWS_SECRET_ACCESS_KEY": "s
 def moto_endpoint(test_root):
     """`python -m moto.server` on a free port; its blanket CORS is off, so only bucket rules apply."""
     port = free_port()
-    log = (test_root / "moto.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "MOTO_DISABLE_GLOBAL_CORS": "true"}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "MOTO_DISABLE_GLOBAL_CORS": "true"}
     endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with running(command, env, test_root / "moto.log") as server:
         wait_for_port(port, server)
         deadline = time.monotonic() + 30
         while True:  # listening is not answering: wait for a real S3 reply
@@ -82,10 +79,6 @@ def moto_endpoint(test_root):
                     raise
                 time.sleep(0.1)
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
 
 
 @dataclass
