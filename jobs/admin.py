@@ -18,6 +18,7 @@ from django_rq.models import Dashboard
 
 from jobs.control import cancel_job, retry_job
 from jobs.models import IdenticalJobActive, Job, Stem, WebhookDelivery
+from jobs.options import PRECISIONS
 from jobs.tasks import job_timeout
 from jobs.webhooks import redeliver
 
@@ -79,6 +80,21 @@ class OldFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PrecisionFilter(admin.SimpleListFilter):
+    """The precision asked for (what ran is the engine and arithmetic filters)."""
+
+    title = "precision"
+    parameter_name = "precision"
+
+    def lookups(self, request, model_admin):
+        return [(name, precision.label) for name, precision in PRECISIONS.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() in PRECISIONS:
+            return queryset.filter(options__precision=self.value())
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     # Callback URLs typed without a scheme are https, as Django 6 will assume.
@@ -87,18 +103,29 @@ class JobAdmin(admin.ModelAdmin):
         "original_name",
         "owner",
         "model_name",
+        "precision",
+        "engine",
         "status",
         "progress",
         "duration_seconds",
         "created_at",
     )
-    list_filter = ("status", StuckFilter, OldFilter, "model_name", "owner")
+    list_filter = (
+        "status", StuckFilter, OldFilter, "model_name", PrecisionFilter, "engine", "arithmetic", "owner",
+    )  # fmt: skip
     search_fields = ("original_name", "owner__username", "owner__email", "id")
     date_hierarchy = "created_at"
-    readonly_fields = ("id", "created_at", "started_at", "finished_at", "progress", "duration_seconds")
+    readonly_fields = (
+        "id", "created_at", "started_at", "finished_at", "progress", "duration_seconds",
+        "engine", "arithmetic",
+    )  # fmt: skip
     list_select_related = ("owner",)
     inlines = [StemInline]
     actions = ["retry_jobs", "cancel_jobs", "delete_with_files"]
+
+    @admin.display(description="precision")
+    def precision(self, job: Job) -> str:
+        return job.job_options.precision_choice.label
 
     @admin.action(description="Retry selected failed or canceled jobs")
     def retry_jobs(self, request, queryset):

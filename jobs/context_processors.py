@@ -23,9 +23,11 @@ class _QueueCheck:
 
     def reachable(self) -> bool:
         if self.url != settings.REDIS_URL:
-            self.url = settings.REDIS_URL
-            self.client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+            # The client first: another thread that sees the new URL must find its client too.
+            url = settings.REDIS_URL
+            self.client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
             self.checked_at = float("-inf")
+            self.url = url
         now = time.monotonic()
         if now - self.checked_at >= settings.STEMSITE_QUEUE_CHECK_SECONDS:
             try:

@@ -24,17 +24,22 @@ class Estimate:
     seconds_left: float | None  # until the job should be finished
 
 
-def expected_seconds(job: Job, speeds: dict[str, float]) -> float:
-    """How long this job should take, from the measured speed of recent jobs of its model."""
-    speed = speeds.get(job.model_name)
+def expected_seconds(job: Job, speeds: dict[tuple[str, str], float]) -> float:
+    """How long this job should take, from the measured speed of recent jobs of its model and precision."""
     options = job.job_options
+    speed = speeds.get((job.model_name, options.precision))
     if speed is None:
-        speed = settings.STEMSITE_EXPECTED_SECONDS_PER_AUDIO_SECOND * options.model_choice.cost
+        speed = (
+            settings.STEMSITE_EXPECTED_SECONDS_PER_AUDIO_SECOND
+            * options.model_choice.cost
+            * options.precision_choice.cost
+        )
     return speed * options.quality_choice.cost * (job.duration_seconds or 0)
 
 
-def recent_speeds() -> dict[str, float]:
-    """Median seconds of work per second of audio (at normal quality) per model, recent jobs only."""
+def recent_speeds() -> dict[tuple[str, str], float]:
+    """Median seconds of work per second of audio (at normal quality) per model and precision, recent
+    jobs only."""
     rows = (
         Job.objects.filter(status=Job.Status.SUCCEEDED, duration_seconds__gt=0, started_at__isnull=False)
         .order_by("-finished_at")
@@ -42,13 +47,13 @@ def recent_speeds() -> dict[str, float]:
             : RECENT_JOBS * 5
         ]
     )
-    samples: dict[str, list[float]] = {}
+    samples: dict[tuple[str, str], list[float]] = {}
     for model, options, started, finished, duration in rows:
-        cost = Job(model_name=model, options=options).job_options.quality_choice.cost
-        per_model = samples.setdefault(model, [])
-        if len(per_model) < RECENT_JOBS:
-            per_model.append((finished - started).total_seconds() / duration / cost)
-    return {model: statistics.median(values) for model, values in samples.items()}
+        choices = Job(model_name=model, options=options).job_options
+        kind = samples.setdefault((model, choices.precision), [])
+        if len(kind) < RECENT_JOBS:
+            kind.append((finished - started).total_seconds() / duration / choices.quality_choice.cost)
+    return {kind: statistics.median(values) for kind, values in samples.items()}
 
 
 def worker_count() -> int:

@@ -11,13 +11,23 @@ from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
 from jobs import audio
+from jobs.capabilities import Capabilities, site_capabilities
 from jobs.exports import MAX_GAIN, effective_gains
-from jobs.options import FORMATS, MODELS, MP3_BITRATES, QUALITIES, SIX_STEMS, JobOptions, stem_label
+from jobs.options import (
+    FORMATS,
+    MODELS,
+    MP3_BITRATES,
+    PRECISIONS,
+    QUALITIES,
+    SIX_STEMS,
+    JobOptions,
+    stem_label,
+)
 from jobs.upload_limits import max_file_bytes
 
 ALLOWED_EXTENSIONS = {"wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "aif", "aiff", "webm"}
 DECODE_CHECK_TIMEOUT = 120
-OPTION_FIELDS = ("model", "quality", "output_format", "mp3_bitrate")
+OPTION_FIELDS = ("model", "quality", "output_format", "mp3_bitrate", "precision")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,11 @@ def _choice_label(title: str, description: str) -> str:
     return format_html('{} <span class="choice-help">{}</span>', title, description)
 
 
+def _model_label(name: str) -> str:
+    model = MODELS[name]
+    return _choice_label(model.label, f"{', '.join(model.stems)}. {model.description}")
+
+
 class UploadForm(forms.Form):
     files = MultipleFileField(
         label="Audio files",
@@ -54,15 +69,9 @@ class UploadForm(forms.Form):
         error_messages={"required": "Choose an audio file to upload."},
         widget=MultipleFileInput(attrs={"accept": ",".join(f".{ext}" for ext in sorted(ALLOWED_EXTENSIONS))}),
     )
-    model = forms.ChoiceField(
-        choices=[
-            (m.name, _choice_label(m.label, f"{', '.join(m.stems)}. {m.description}"))
-            for m in MODELS.values()
-        ],
-        initial="htdemucs",
-        required=False,
-        widget=forms.RadioSelect,
-    )
+    # Choices, initial values and the precision's presence come from what the workers can run.
+    model = forms.ChoiceField(required=False, widget=forms.RadioSelect)
+    precision = forms.ChoiceField(required=False, widget=forms.RadioSelect)
     two_stems = forms.ChoiceField(
         label="Stems",
         choices=[("", "All stems the model makes")]
@@ -92,6 +101,33 @@ class UploadForm(forms.Form):
         help_text="Only used for MP3.",
     )
 
+    def __init__(self, *args, capabilities: Capabilities | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.capabilities = capabilities or site_capabilities()
+        offered = self.capabilities.models
+        self.fields["model"].choices = [(name, _model_label(name)) for name in offered]
+        self.fields["model"].initial = self.capabilities.default_model()
+        self.fields["model"].error_messages["invalid_choice"] = (
+            f"The model “%(value)s” is not available on this site. Choose one of: {', '.join(offered)}."
+            if offered
+            else "No model is available on this site right now."
+        )
+        half = self.capabilities.half_arithmetic
+        self.fields["precision"].choices = [
+            (name, _choice_label(PRECISIONS[name].label, _precision_help(name, half)))
+            for name in self.capabilities.precisions
+        ]
+        self.fields["precision"].initial = self.capabilities.default_precision()
+        self.fields["precision"].error_messages["invalid_choice"] = (
+            "Half precision is not available on this site: its workers' hardware has no native "
+            "half-precision arithmetic. Use full precision."
+        )
+
+    @property
+    def offers_precision(self) -> bool:
+        """Precision is only a choice where half precision runs natively on the workers."""
+        return len(self.capabilities.precisions) > 1
+
     @property
     def max_bytes(self) -> int:
         """For the page's own check before sending: the same limit the server enforces."""
@@ -102,6 +138,9 @@ class UploadForm(forms.Form):
         return settings.STEMSITE_MAX_FILES_PER_UPLOAD
 
     def clean_files(self) -> list[AcceptedFile]:
+        unavailable = self.capabilities.unavailable
+        if unavailable:  # before any file is probed or decoded
+            raise forms.ValidationError(f"{unavailable} Nothing was uploaded.")
         uploads = self.cleaned_data["files"]
         limit = settings.STEMSITE_MAX_FILES_PER_UPLOAD
         if len(uploads) > limit:
@@ -136,7 +175,13 @@ class UploadForm(forms.Form):
             output_format=data["output_format"],
             mp3_bitrate=data["mp3_bitrate"] if data["output_format"] == "mp3" else 320,
             two_stems=data["two_stems"],
+            precision=data["precision"],
         )
+
+
+def _precision_help(name: str, half_arithmetic: str) -> str:
+    description = PRECISIONS[name].description
+    return f"{description} ({half_arithmetic})" if name == "half" and half_arithmetic else description
 
 
 def check_upload(upload: UploadedFile) -> AcceptedFile:

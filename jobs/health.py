@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from rq import Queue, Worker
 
+from jobs.capabilities import from_reports, live_reports
+
 REDIS_TIMEOUT = 1.5  # seconds, to connect and for each command
 
 
@@ -27,6 +29,8 @@ class Health:
     workers: int = 0
     queue_depth: int | None = None
     queues: dict[str, QueueHealth] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    precisions: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -41,13 +45,17 @@ class Health:
             "workers": self.workers,
             "queue_depth": self.queue_depth,
             "queues": {name: {"depth": q.depth, "workers": q.workers} for name, q in self.queues.items()},
+            "models": self.models,
+            "precisions": self.precisions,
             "problems": self.problems,
         }
 
 
 def check_health() -> Health:
     """`workers` and `queue_depth` count every queue; `queues` has them per queue. A queue that no
-    worker listens to is a problem of its own: its jobs would wait forever."""
+    worker listens to is a problem of its own: its jobs would wait forever. So is a model the
+    separation workers were told to load and cannot: `models` and `precisions` are what they
+    report they can run."""
     health = Health()
     try:
         with connection.cursor() as cursor:
@@ -64,6 +72,11 @@ def check_health() -> Health:
             health.queues[name] = QueueHealth(depth=queue.count, workers=Worker.count(queue=queue))
         health.queue_depth = sum(queue.depth for queue in health.queues.values())
         health.workers = Worker.count(connection=client)
+        capabilities = from_reports(live_reports(client))
+        health.models, health.precisions = list(capabilities.models), list(capabilities.precisions)
+        health.problems.extend(
+            f"The separation workers cannot load their model: {problem}" for problem in capabilities.problems
+        )
         health.redis = True
     except (redis.RedisError, OSError) as error:
         health.problems.append(f"Redis cannot be reached: {error}")

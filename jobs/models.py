@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from jobs.options import JobOptions, stem_label
+from jobs.options import ENGINE_LABELS, PRECISIONS, JobOptions, stem_label
 
 
 def upload_label(filename: str) -> str:
@@ -116,6 +116,12 @@ class Job(models.Model):
     )
     error_message = models.TextField(blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
+    engine = models.CharField(
+        max_length=16, blank=True, help_text="what ran the model: openvino or pytorch (set when it starts)"
+    )
+    arithmetic = models.CharField(
+        max_length=8, blank=True, help_text="the arithmetic it ran in: fp32, bf16 or fp16"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     queued_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -148,6 +154,20 @@ class Job(models.Model):
         return JobOptions.from_dict({**self.options, "model": self.model_name})
 
     @property
+    def engine_description(self) -> str:
+        """How the stems are computed, for people comparing two jobs: "htdemucs · half precision
+        (bf16) · OpenVINO"; the arithmetic and engine appear once the worker has chosen them."""
+        asked = self.job_options.precision_choice
+        if not self.arithmetic:
+            return f"{self.model_name} · {asked.label.lower()}"
+        ran = PRECISIONS["full" if self.arithmetic == "fp32" else "half"]
+        parts = [self.model_name, f"{ran.label.lower()} ({self.arithmetic})"]
+        parts.append(ENGINE_LABELS.get(self.engine, self.engine))
+        if ran.name != asked.name:
+            parts.append(f"{asked.label.lower()} was not available on the worker")
+        return " · ".join(parts)
+
+    @property
     def display_name(self) -> str:
         """The user's file name without its extension, for labels and download names."""
         stem, dot, _ = self.original_name.rpartition(".")
@@ -175,9 +195,15 @@ class Job(models.Model):
             status=self.Status.RUNNING,
             progress=0,
             error_message="",
+            engine="",
+            arithmetic="",
             started_at=timezone.now(),
             finished_at=None,
         )
+
+    def record_engine(self, engine: str, arithmetic: str) -> bool:
+        """What this run computes with (jobs/execution.py), written as it starts."""
+        return self._transition((self.Status.RUNNING,), engine=engine, arithmetic=arithmetic)
 
     def set_progress(self, percent: int) -> bool:
         return self._transition((self.Status.RUNNING,), progress=max(0, min(100, int(percent))))

@@ -22,6 +22,8 @@ from demucs.pretrained import get_model
 from demucs.repo import ModelLoadingError
 from huggingface_hub.utils import logging as hub_logging
 
+from jobs import execution
+
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float], None]
@@ -39,6 +41,12 @@ class SeparationOptions:
     # Execution settings that leave demucs' arithmetic alone (bench/separation.py measures them).
     keep_freed_memory: bool = True
     fused_attention: bool = True
+    # Precision and engine (jobs/execution.py). The defaults run PyTorch at fp32, as the demucs
+    # command line does; OpenVINO needs a cache folder for its converted networks.
+    precision: str = "full"
+    engine: str = "torch"
+    engine_cache_dir: str = ""
+    threads: int = 0  # for OpenVINO; 0: torch's own thread count
 
 
 _models: OrderedDict[tuple[str, str], torch.nn.Module] = OrderedDict()
@@ -80,31 +88,42 @@ def model_sources(model: torch.nn.Module) -> list[str]:
     return list(model.sources)
 
 
+def plan_execution(model: torch.nn.Module, options: SeparationOptions) -> execution.Execution:
+    """The engine and arithmetic that will run this model with these options (see jobs/execution.py)."""
+    threads = options.threads or torch.get_num_threads()
+    return execution.plan(
+        model, options.precision, options.engine, options.device, options.engine_cache_dir, threads
+    )
+
+
 def separate(
     model: torch.nn.Module,
     wav: np.ndarray,
     sample_rate: int,
     options: SeparationOptions,
     on_progress: ProgressCallback | None = None,
+    plan: execution.Execution | None = None,
 ) -> dict[str, torch.Tensor]:
     """Split `[channels, samples]` audio into `{stem: [2, samples]}` at the model's rate.
 
-    Mirrors demucs.api.Separator.separate_tensor: resample, normalise, apply_model, undo.
+    Mirrors demucs.api.Separator.separate_tensor: resample, normalise, apply_model, undo. `plan`
+    is what plan_execution returned for this model and options (made here when not given).
     """
+    plan = plan or plan_execution(model, options)
     mix = convert_audio(torch.from_numpy(wav), sample_rate, model.samplerate, model.audio_channels)
     ref = mix.mean(0)
     mean, std = ref.mean(), ref.std() + 1e-8
     tracker = _ProgressTracker(model, mix.shape[-1], options, on_progress)
     if options.keep_freed_memory:
         keep_freed_memory()
-    with torch.inference_mode(), fused_attention(options.fused_attention):
+    with torch.inference_mode(), fused_attention(options.fused_attention), plan.context():
         out = apply_model(
-            model,
+            plan.model,
             ((mix - mean) / std)[None],
             shifts=options.shifts,
             overlap=options.overlap,
             split=True,
-            device=options.device,
+            device=plan.device,
             callback=tracker,
         )
         out.mul_(std).add_(mean)  # in place: a second copy of every stem would raise the peak

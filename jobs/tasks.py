@@ -181,6 +181,11 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
         model = separation.load_model(
             job.model_name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE
         )
+        report(0.02)
+        run_options = engine_options(options, separation.resolve_device(settings.STEMSITE_DEVICE))
+        plan = separation.plan_execution(model, run_options)  # converts a model on its first use
+        if job.record_engine(plan.engine, plan.arithmetic):
+            publish_job_state(job)
         report(0.03)
         # Decoded straight to the model's rate and channels; -t, a timeout and a memory limit
         # cut off a file whose header understates its length.
@@ -192,14 +197,8 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
             channels=model.audio_channels,
         )
         report(0.05)
-        quality = options.quality_choice
-        engine_options = separation.SeparationOptions(
-            shifts=quality.shifts,
-            overlap=quality.overlap,
-            device=separation.resolve_device(settings.STEMSITE_DEVICE),
-        )
         stems = separation.separate(
-            model, wav, sample_rate, engine_options, lambda f: report(0.05 + 0.85 * f)
+            model, wav, sample_rate, run_options, lambda f: report(0.05 + 0.85 * f), plan=plan
         )
         del wav
         if options.two_stems:
@@ -312,8 +311,28 @@ def job_stopped(rq_job, connection, *args, **kwargs) -> None:
 def _configure_torch_threads() -> None:
     import torch
 
+    torch.set_num_threads(separation_threads())
+
+
+def separation_threads() -> int:
     threads = settings.STEMSITE_TORCH_THREADS
-    torch.set_num_threads(threads if threads > 0 else len(os.sched_getaffinity(0)))
+    return threads if threads > 0 else len(os.sched_getaffinity(0))
+
+
+def engine_options(options: JobOptions, device: str):
+    """The engine's options for a job's choices, from the site's settings: one place for both."""
+    from jobs import separation
+
+    quality = options.quality_choice
+    return separation.SeparationOptions(
+        shifts=quality.shifts,
+        overlap=quality.overlap,
+        device=device,
+        precision=options.precision,
+        engine=settings.STEMSITE_ENGINE,
+        engine_cache_dir=str(settings.STEMSITE_ENGINE_CACHE_DIR),
+        threads=separation_threads(),
+    )
 
 
 class _ProgressReporter:
@@ -334,21 +353,27 @@ class _ProgressReporter:
             publish_job_state(self.job)
 
 
-def preload_model(name: str) -> None:
+def preload_model(name: str) -> str:
     """Load a model in the worker's parent, so the job forked next (and every later one) starts warm.
 
     Runs single-threaded and on the CPU: no torch thread pool and no CUDA may exist in a parent
-    that forks.
+    that forks. Returns the sentence saying why the model cannot load, or "" when it loaded.
     """
     import torch
 
-    from jobs import separation
+    from jobs import execution, openvino_runtime, separation
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        separation.load_model(name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE)
+        model = separation.load_model(name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE)
     except separation.ModelUnavailable as error:
         logger.warning("Model not preloaded: %s", error)
+        return str(error)
     finally:
         torch.set_num_threads(threads)
+    if settings.STEMSITE_ENGINE != "torch" and openvino_runtime.installed():
+        for network in execution.members(model):
+            if openvino_runtime.supports(network):
+                openvino_runtime.fingerprint(network)  # once here, not in every work horse
+    return ""

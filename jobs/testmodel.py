@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 import yaml
+from demucs.demucs import Demucs
 from demucs.hdemucs import HDemucs
 from demucs.htdemucs import HTDemucs
 from demucs.states import get_state
+from demucs.transformer import LayerScale
 
 from jobs.options import FOUR_STEMS, SIX_STEMS
 
@@ -27,7 +29,11 @@ TINY = {
         "t_layers": 1,
         "t_heads": 2,
     },
-    "hdemucs": {"channels": 4},
+    # A short segment keeps the tiny HDemucs quick to trace (the OpenVINO engine's conversion).
+    "hdemucs": {"channels": 4, "segment": 8},
+    # Demucs v2, waveform only: no site model has it; tests use it as an architecture the
+    # OpenVINO engine does not convert.
+    "demucs": {"channels": 4, "depth": 4, "segment": 8},
 }
 # The architectures of the pretrained models, for benchmarks.
 FULL = {
@@ -41,7 +47,9 @@ FULL = {
     },
 }
 SIZES = {"tiny": TINY, "full": FULL}
-ARCHITECTURES = {"htdemucs": HTDemucs, "hdemucs": HDemucs}
+# Random weights as initialised, or rescaled to the magnitudes of a trained model (see trained_like).
+WEIGHTS = ("random", "trained-like")
+ARCHITECTURES = {"htdemucs": HTDemucs, "hdemucs": HDemucs, "demucs": Demucs}
 
 # How each named pretrained model is built: architecture, stems, models in its bag.
 NAMED = {
@@ -61,11 +69,13 @@ def write_model(
     seed: int = 0,
     arch: str | None = None,
     bag: int | None = None,
+    weights: str = "random",
 ) -> Path:
     """Write `<name>.yaml` (a bag) and one `<sig>-<sha>.th` per model in it; return the first .th.
 
     A known name (htdemucs_ft, mdx_extra, ...) gets the architecture, stems and bag size of the
-    pretrained model of that name unless they are given.
+    pretrained model of that name unless they are given. `weights="trained-like"` rescales them
+    (trained_like) for benchmarks of numerical precision.
     """
     named_arch, named_sources, named_bag = NAMED.get(name, ("htdemucs", FOUR_STEMS, 1))
     arch, sources, bag = arch or named_arch, list(sources or named_sources), bag or named_bag
@@ -76,12 +86,15 @@ def write_model(
     for index in range(bag):
         torch.manual_seed(seed + index)
         model = ARCHITECTURES[arch](sources=sources, **SIZES[size][arch])
+        if weights == "trained-like":
+            trained_like(model, seed=seed + index)
         args, kwargs = model._init_args_kwargs
         package = {"klass": type(model), "args": args, "kwargs": kwargs, "state": get_state(model, None)}
         buffer = io.BytesIO()
         torch.save(package, buffer)
         content = buffer.getvalue()
-        signature = f"{name.replace('-', '_')}_{size}_{index}"
+        kind = "" if weights == "random" else "_trained_like"
+        signature = f"{name.replace('-', '_')}_{size}{kind}_{index}"
         for old in folder.glob(f"{signature}-*.th"):
             old.unlink()
         path = folder / f"{signature}-{hashlib.sha256(content).hexdigest()[:8]}.th"
@@ -94,3 +107,38 @@ def write_model(
         description["weights"] = [[1.0 if i == j else 0.0 for j in range(len(sources))] for i in range(bag)]
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(description))
     return paths[0]
+
+
+def trained_like(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give a random model the magnitudes of a trained one, in place, for measuring precision.
+
+    At initialisation demucs scales every residual branch by a LayerScale of 1e-4 and shrinks the
+    convolutions, so rounding errors in those branches barely reach the output and lower precision
+    looks harmless. Here every LayerScale is drawn from 0.1..1, and one pass over a noise chunk
+    rescales each convolution and linear layer, in the order they run, so its output has unit
+    variance, as trained layers roughly do.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, LayerScale):
+            module.scale.data = 0.1 + 0.9 * torch.rand(module.scale.shape, generator=generator)
+
+    def to_unit_variance(module, inputs, output):
+        std = output.std()
+        if not torch.isfinite(std) or std == 0:
+            return None
+        module.weight.data /= std
+        if module.bias is not None:
+            module.bias.data /= std
+        return output / std
+
+    nn = torch.nn
+    layers = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear)
+    hooks = [m.register_forward_hook(to_unit_variance) for m in model.modules() if isinstance(m, layers)]
+    length = int(model.segment * model.samplerate)
+    try:
+        with torch.no_grad():
+            model(0.1 * torch.randn(1, model.audio_channels, length, generator=generator))
+    finally:
+        for hook in hooks:
+            hook.remove()

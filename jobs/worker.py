@@ -1,16 +1,20 @@
 """The RQ worker class stemsite runs on both queues: RQ's forking worker, with models loaded before forks."""
 
 import ctypes
+import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from django.conf import settings
 from rq import Worker
 
+from jobs.capabilities import REPORT_FIELD
+from jobs.catalog import offered_models
 from jobs.exports import fail_lost_export
 from jobs.metrics import observe_finished_job
-from jobs.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model
+from jobs.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model, separation_threads
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +29,9 @@ class SeparationWorker(Worker):
 
     The parent loads a job's model just before forking it, so the horse inherits it warm and the
     parent's bounded cache serves every later job of that model. A worker of the separation queue
-    loads the default model at start; one serving only the short queue (mix exports, webhook
-    deliveries) never loads a model, so it stays small.
+    loads the default model at start, gets its engine ready (prepare_engine) and reports what it
+    can run in its RQ worker hash (jobs/capabilities.py); one serving only the short queue (mix
+    exports, webhook deliveries) never loads a model, so it stays small.
 
     Its timings come from settings so that a dead worker is noticed within seconds: the parent
     heartbeats every STEMSITE_JOB_MONITORING_INTERVAL while a job runs (the reconciler reads that
@@ -41,6 +46,7 @@ class SeparationWorker(Worker):
         super().__init__(*args, **kwargs)
         self._parent_pid = os.getpid()
         self._running_job = None
+        self.report = None
 
     def work(self, *args, **kwargs):
         # torch and demucs are imported once here, not in every forked job (exports encode with
@@ -48,8 +54,13 @@ class SeparationWorker(Worker):
         import jobs.separation  # noqa: F401
 
         if settings.STEMSITE_QUEUE in self.queue_names():
-            preload_model(settings.STEMSITE_MODEL)
+            self.report = separation_report(settings.STEMSITE_MODEL)
         return super().work(*args, **kwargs)
+
+    def register_birth(self, *args, **kwargs):
+        super().register_birth(*args, **kwargs)
+        if self.report is not None:
+            self.connection.hset(self.key, REPORT_FIELD, json.dumps(self.report))
 
     def execute_job(self, job, queue):
         if job.meta.get("model"):
@@ -92,6 +103,80 @@ class SeparationWorker(Worker):
             raise
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def separation_report(name: str) -> dict:
+    """Load the site's model, get its engine ready, and say what this worker can run.
+
+    The engine's preparation (converting the model for OpenVINO the first time, asking the
+    hardware for half precision) runs in a child process: CUDA and the runtimes' thread pools
+    must never start in a parent that forks work horses.
+    """
+    error = preload_model(name)
+    engine = in_child(prepare_engine, name) or {}
+    models = offered_models(settings.STEMSITE_MODEL_REPO) if settings.STEMSITE_MODEL_REPO or not error else []
+    report = {
+        "model": name,
+        "model_error": error,
+        "models": [model for model in models if model != name or not error],
+        "device": engine.get("device", ""),
+        "half": engine.get("half"),
+        "engines": engine.get("engines", {}),
+    }
+    logger.info("Separation worker ready: %s", _describe(report))
+    return report
+
+
+def _describe(report: dict) -> str:
+    engines = ", ".join(
+        f"{precision} precision on {choice['engine']} ({choice['arithmetic']})"
+        for precision, choice in report["engines"].items()
+    )
+    half = "" if report["half"] else "; no native half precision on this hardware"
+    models = ", ".join(report["models"]) or "none"
+    return f"models {models}; {engines or 'PyTorch'} on {report['device'] or 'an unknown device'}{half}"
+
+
+def prepare_engine(name: str) -> dict:
+    """In a child: the model (inherited, warm) converted and compiled as this hardware allows."""
+    import torch
+
+    from jobs import execution, separation
+
+    torch.set_num_threads(separation_threads())
+    device = separation.resolve_device(settings.STEMSITE_DEVICE)
+    try:
+        model = separation.load_model(name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE)
+    except separation.ModelUnavailable:
+        return {"device": device, "half": execution.half_arithmetic(device), "engines": {}}
+    cache = str(settings.STEMSITE_ENGINE_CACHE_DIR)
+    return execution.prepare(model, settings.STEMSITE_ENGINE, device, cache, separation_threads())
+
+
+def in_child(function: Callable[..., dict], *args) -> dict | None:
+    """`function(*args)` in a forked child process; its JSON result, or None if it failed (logged)."""
+    read_end, write_end = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        die_with_parent(parent)
+        status = 1
+        try:
+            with os.fdopen(write_end, "w") as pipe:
+                json.dump(function(*args), pipe)
+            status = 0
+        except BaseException:
+            logger.exception("Preparing the separation engine failed")
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not output:
+        return None
+    return json.loads(output)
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:

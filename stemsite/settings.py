@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from stemsite.channel_layer import channel_layers
 from stemsite.database import database_config
-from stemsite.env import env_bool, env_float, env_float_list, env_int, env_list, env_str
+from stemsite.env import env_bool, env_choice, env_float, env_float_list, env_int, env_list, env_str
 from stemsite.storage import storages_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -155,6 +155,15 @@ STEMSITE_MODEL = env_str("STEMSITE_MODEL", "htdemucs")
 STEMSITE_MODEL_REPO = env_str("STEMSITE_MODEL_REPO")
 STEMSITE_DEVICE = env_str("STEMSITE_DEVICE", "auto")
 STEMSITE_MODEL_CACHE_SIZE = env_int("STEMSITE_MODEL_CACHE_SIZE", 2, minimum=1)
+# The engine (jobs/execution.py): auto runs HTDemucs and HDemucs networks on OpenVINO's CPU runtime
+# for half precision, and for full precision when it timed faster than PyTorch on this machine;
+# PyTorch runs everything else, and every model on a GPU. Converted networks and OpenVINO's
+# compiled blobs are kept in the cache folder (about 340 MB per network at full size).
+STEMSITE_ENGINE = env_choice("STEMSITE_ENGINE", "auto", ("auto", "openvino", "torch"))
+STEMSITE_ENGINE_CACHE_DIR = Path(env_str("STEMSITE_ENGINE_CACHE_DIR", str(VAR_DIR / "engine")))
+# The precision new uploads get unless people choose: full (fp32, the demucs command line's stems)
+# or half (about twice as fast where the workers' hardware runs it natively; see docs).
+STEMSITE_PRECISION = env_choice("STEMSITE_PRECISION", "full", ("full", "half"))
 STEMSITE_MAX_FILES_PER_UPLOAD = env_int("STEMSITE_MAX_FILES_PER_UPLOAD", 20, minimum=1)
 # Tracks per page of the job list.
 STEMSITE_JOBS_PER_PAGE = env_int("STEMSITE_JOBS_PER_PAGE", 25, minimum=1)

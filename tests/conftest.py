@@ -66,15 +66,29 @@ def media_root(test_root) -> Path:
     return test_root / "media"
 
 
+@pytest.fixture(scope="session")
+def engine_cache(tmp_path_factory) -> Path:
+    """The OpenVINO engine's cache, shared by the run's test processes: each tiny network is
+    converted once per run (conversion takes a lock, so they wait for each other)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "engine"
+
+
 def queues_at(url: str) -> dict:
     """RQ_QUEUES with every queue on the Redis at `url`."""
     return {name: {**config, "URL": url} for name, config in settings.RQ_QUEUES.items()}
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_services(test_root, model_repo, media_root):
-    """Point Redis, media and models at test-only places for the whole session."""
+def _isolated_services(test_root, model_repo, media_root, engine_cache):
+    """Point Redis, media, models and the engine cache at test-only places for the whole session.
+
+    Jobs run in PyTorch unless a test asks for another engine: the engine's own tests
+    (test_engine.py) run OpenVINO, and the rest need not wait for conversions.
+    """
     overrides = override_settings(
+        STEMSITE_ENGINE="torch",
+        STEMSITE_ENGINE_CACHE_DIR=engine_cache,
         REDIS_URL=TEST_REDIS_URL,
         RQ_QUEUES=queues_at(TEST_REDIS_URL),
         CHANNEL_LAYERS=channel_layers(TEST_REDIS_URL),
@@ -82,6 +96,8 @@ def _isolated_services(test_root, model_repo, media_root):
         STEMSITE_MODEL_REPO=str(model_repo),
         STEMSITE_MODEL="htdemucs",
         SECURE_SSL_REDIRECT=False,
+        # Pages read Redis (the queue banner, the workers' reports) afresh on every request.
+        STEMSITE_QUEUE_CHECK_SECONDS=0,
     )
     overrides.enable()
     yield
@@ -197,7 +213,7 @@ def all_queues() -> list[str]:
 
 
 @pytest.fixture
-def process_env(media_root, model_repo) -> dict:
+def process_env(media_root, model_repo, engine_cache) -> dict:
     """Environment for a subprocess that must see this test's database, Redis and media."""
     db = connection.settings_dict
     if db["ENGINE"] == "django.db.backends.sqlite3":
@@ -212,6 +228,8 @@ def process_env(media_root, model_repo) -> dict:
         "MEDIA_ROOT": str(media_root),
         "STEMSITE_MODEL_REPO": str(model_repo),
         "STEMSITE_MODEL": "htdemucs",
+        "STEMSITE_ENGINE": "torch",
+        "STEMSITE_ENGINE_CACHE_DIR": str(engine_cache),
         "SECRET_KEY": "stemsite-test-key",
         "DEBUG": "false",
         "STEMSITE_HTTPS": "false",
@@ -245,10 +263,11 @@ def start_worker(process_env):
     """Start a long-running `manage.py rqworker`; it is stopped when the test ends."""
     workers = []
 
-    def start(queues: list[str] | None = None) -> subprocess.Popen:
+    def start(queues: list[str] | None = None, extra_env: dict | None = None) -> subprocess.Popen:
         worker = subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", *(queues or all_queues())],
-            cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env={**process_env, **(extra_env or {})},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         workers.append(worker)
         return worker
@@ -256,7 +275,12 @@ def start_worker(process_env):
     yield start
     for worker in workers:
         worker.terminate()
-        worker.wait(timeout=30)
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()  # never left to take the next test's jobs
+            raise
 
 
 def free_port() -> int:
@@ -320,6 +344,27 @@ def live_site(live_web, process_env, tmp_path):
     worker = [sys.executable, "manage.py", "rqworker", *all_queues()]
     with running(worker, process_env, tmp_path / "worker.log"):
         yield live_web
+
+
+@pytest.fixture
+def reporting_worker(redis_db):
+    """Register a separation worker as one on another machine would, with the report it would
+    publish: `reporting_worker(half="bf16")` for hardware with native half precision."""
+    from jobs.worker import SeparationWorker
+
+    workers = []
+
+    def register(half: str | None = None, models=("htdemucs",), model_error: str = ""):
+        worker = SeparationWorker(["separations"], connection=redis_db, name=f"other-host-{len(workers)}")
+        worker.report = {"model": "htdemucs", "model_error": model_error, "models": list(models),
+                         "device": "cpu", "half": half, "engines": {}}  # fmt: skip
+        worker.register_birth()
+        workers.append(worker)
+        return worker
+
+    yield register
+    for worker in workers:
+        worker.register_death()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS
 pytestmark = pytest.mark.database_agnostic
 
 ENDPOINTS = {
+    ("get", "/api/models"),
     ("post", "/api/jobs"),
     ("get", "/api/jobs"),
     ("get", "/api/jobs/{job_id}"),
@@ -36,7 +37,7 @@ def api_routes() -> set[str]:
     routes = set()
     for pattern in api.url_patterns:
         route = str(pattern.pattern)
-        if route.startswith("jobs"):
+        if route.startswith(("jobs", "models")):
             for converter in ("uuidstr:", "slug:"):
                 route = route.replace(f"<{converter}", "<")
             routes.add("/api/" + route.replace("<", "{").replace(">", "}"))

@@ -41,7 +41,7 @@ def test_estimates_follow_the_measured_speed_of_recent_jobs(owner, make_job):
     done = make_job(owner, duration_seconds=100.0)
     finished = timezone.now()
     Job.objects.filter(pk=done.pk).update(started_at=finished - timedelta(seconds=50), finished_at=finished)
-    assert recent_speeds() == {"htdemucs": pytest.approx(0.5)}
+    assert recent_speeds() == {("htdemucs", "full"): pytest.approx(0.5)}
 
     first, second = queued_jobs(make_job, owner, 2, seconds=120.0)
     current = estimates()

@@ -53,7 +53,9 @@ def test_upload_creates_a_queued_job_and_enqueues_it_after_commit(
     assert media_files(media_root) == [media_root / job.input_file.name]
     [rq_job] = queued_rq_jobs()
     assert rq_job.args == (str(job.pk), 1)
-    assert job.options == {"quality": "normal", "output_format": "mp3", "mp3_bitrate": 320, "two_stems": ""}
+    assert job.options == {
+        "quality": "normal", "output_format": "mp3", "mp3_bitrate": 320, "two_stems": "", "precision": "full"
+    }  # fmt: skip
     assert rq_job.timeout > 180, "RQ's default timeout would kill an ordinary separation"
 
 

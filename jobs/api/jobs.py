@@ -14,7 +14,19 @@ from ninja.files import UploadedFile
 from pydantic import ValidationError as PydanticValidationError
 
 from jobs.api.errors import ApiError, validation_sentence
-from jobs.api.schemas import ErrorOut, ExportIn, ExportOut, JobOut, JobPage, StemOut, export_out, job_out
+from jobs.api.schemas import (
+    ErrorOut,
+    ExportIn,
+    ExportOut,
+    JobOut,
+    JobPage,
+    ModelsOut,
+    StemOut,
+    export_out,
+    job_out,
+    models_out,
+)
+from jobs.capabilities import site_capabilities
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response
 from jobs.exports import request_export
@@ -43,6 +55,13 @@ def _get_job(request: HttpRequest, job_id: UUID) -> Job:
     return job
 
 
+@router.get("/models", response={200: ModelsOut, 401: ErrorOut}, summary="Models and precisions on offer")
+def models(request: HttpRequest):
+    """The models the site's separation workers can load and the precisions their hardware runs,
+    with the defaults an upload gets; `unavailable` is a sentence when no model can run at all."""
+    return models_out(site_capabilities())
+
+
 @router.post(
     "/jobs",
     response={
@@ -65,21 +84,26 @@ def create_job(
     quality: Form[str] = "",
     output_format: Form[str] = "",
     mp3_bitrate: Form[str] = "",
+    precision: Form[str] = "",
     callback_url: Form[str] = "",
 ):
     """Multipart form: `file` and the upload form's options, validated exactly as the page does.
 
     201 with the new job; 200 with the existing job when the same audio with the same options was
     already separated or is on its way; 503 (the job in `details.job`) when the queue is down: the
-    job is saved and starts by itself once processing resumes, so do not send it again.
+    job is saved and starts by itself once processing resumes, so do not send it again. 503 with
+    code `model_unavailable` when the workers cannot load any model: nothing is saved.
     """
     user = _user(request)
     data = {"model": model, "two_stems": two_stems, "quality": quality, "output_format": output_format}
-    data["mp3_bitrate"] = mp3_bitrate
+    data.update(mp3_bitrate=mp3_bitrate, precision=precision)
     files = request.FILES.getlist("file")
     if len(files) > 1:
         raise ApiError(400, "Send one file per request, in the field 'file'.")
-    form = UploadForm(data, {"files": files})
+    capabilities = site_capabilities()
+    if capabilities.unavailable:
+        raise ApiError(503, f"{capabilities.unavailable} Nothing was saved.", code="model_unavailable")
+    form = UploadForm(data, {"files": files}, capabilities=capabilities)
     if not form.is_valid():
         raise ApiError(400, " ".join(form_sentences(form)), details=form.errors.get_json_data())
     callback_url = callback_url.strip()

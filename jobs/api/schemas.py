@@ -9,7 +9,9 @@ from django.urls import reverse
 from ninja import Schema
 from pydantic import Field
 
+from jobs.capabilities import Capabilities
 from jobs.models import Job, MixExport
+from jobs.options import MODELS, PRECISIONS
 
 # Our statuses in the lifecycle the original backend exposed (pending, processing, completed, failed).
 STATES = {
@@ -39,6 +41,9 @@ class JobOut(Schema):
     original_name: str
     model: str
     options: dict
+    precision: Literal["full", "half"] = Field(description="the precision asked for")
+    engine: str = Field(description="what ran the model: openvino or pytorch; empty until it starts")
+    arithmetic: str = Field(description="what it computed in: fp32, bf16 or fp16; empty until it starts")
     error_message: str
     attempt: int
     callback_url: str
@@ -48,6 +53,28 @@ class JobOut(Schema):
     finished_at: datetime | None
     url: str = Field(description="the job's page in the browser")
     stems_url: str
+
+
+class ModelOut(Schema):
+    name: str
+    label: str
+    stems: list[str]
+    description: str
+
+
+class PrecisionOut(Schema):
+    name: Literal["full", "half"]
+    label: str
+    description: str
+
+
+class ModelsOut(Schema):
+    models: list[ModelOut]
+    default_model: str
+    precisions: list[PrecisionOut]
+    default_precision: Literal["full", "half"]
+    half_arithmetic: str = Field(description="e.g. bf16 when half precision is offered, else empty")
+    unavailable: str | None = Field(description="why no upload can be separated now, or null")
 
 
 class JobPage(Schema):
@@ -96,6 +123,9 @@ def job_out(request: HttpRequest, job: Job) -> dict:
         "original_name": job.original_name,
         "model": job.model_name,
         "options": job.options,
+        "precision": job.job_options.precision_choice.name,
+        "engine": job.engine,
+        "arithmetic": job.arithmetic,
         "error_message": job.error_message,
         "attempt": job.attempt,
         "callback_url": job.callback_url,
@@ -124,3 +154,21 @@ def export_out(request: HttpRequest, export: MixExport) -> dict:
         if ready
         else None,
     }
+
+
+def models_out(capabilities: Capabilities) -> dict:
+    return {
+        "models": [
+            {"name": name, "label": MODELS[name].label, "stems": list(MODELS[name].stems),
+             "description": MODELS[name].description}
+            for name in capabilities.models
+        ],
+        "default_model": capabilities.default_model(),
+        "precisions": [
+            {"name": name, "label": PRECISIONS[name].label, "description": PRECISIONS[name].description}
+            for name in capabilities.precisions
+        ],
+        "default_precision": capabilities.default_precision(),
+        "half_arithmetic": capabilities.half_arithmetic,
+        "unavailable": capabilities.unavailable or None,
+    }  # fmt: skip

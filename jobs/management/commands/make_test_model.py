@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.testmodel import NAMED, SIZES, write_model
+from jobs.testmodel import NAMED, SIZES, WEIGHTS, write_model
 
 
 class Command(BaseCommand):
@@ -21,13 +21,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--weights", choices=WEIGHTS, default="random",
+            help="trained-like: a trained model's layer scales and weight magnitudes (precision benchmarks)",
+        )  # fmt: skip
 
-    def handle(self, *args, folder: Path, name: list[str] | None, size: str, seed: int, **options):
+    def handle(self, *args, folder: Path, name: list[str] | None, size: str, **options):
+        seed, weights, verbosity = options["seed"], options["weights"], options["verbosity"]
         names = name or [n for n, (arch, _, _) in NAMED.items() if arch in SIZES[size]]
         for model_name in names:
             if "/" in model_name or model_name.startswith("."):
                 raise CommandError("--name must be a plain model name such as htdemucs.")
-            weights = write_model(folder, model_name, size=size, seed=seed)
-            self.stdout.write(f"Wrote {size} random-weight model {model_name!r} to {weights.parent}")
-            if options["verbosity"] > 1:
-                self.stdout.write(f"  first weights file: {weights.name} ({weights.stat().st_size} bytes)")
+            path = write_model(folder, model_name, size=size, seed=seed, weights=weights)
+            self.stdout.write(f"Wrote {size} {weights}-weight model {model_name!r} to {path.parent}")
+            if verbosity > 1:
+                self.stdout.write(f"  first weights file: {path.name} ({path.stat().st_size} bytes)")
