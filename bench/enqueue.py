@@ -6,7 +6,7 @@ Run from the repository root (Redis must be running; the script flushes its Redi
     .venv/bin/python bench/enqueue.py --sizes tiny --jobs 10
     .venv/bin/python bench/enqueue.py --redis-url redis://127.0.0.1:6379/11
 
-For each model size it writes a random-weight htdemucs (jobs.testmodel), starts
+For each model size it writes a random-weight htdemucs (jobs.engine.testmodel), starts
 `manage.py run_workers --workers 1` as the Procfile does (bench/live_site.py: its own SQLite
 database and media folder in a temporary folder, DEBUG off) and waits until the worker has
 registered as idle, which it does only after preloading the model. Then, one at a time, it
@@ -67,11 +67,11 @@ def measure(size: str, jobs: int, work: Path) -> list[float]:
     from rq.job import Job as RqJob
 
     from jobs.control import cancel_job
+    from jobs.engine.testmodel import write_model
     from jobs.forms import check_upload
     from jobs.models import Job
     from jobs.options import JobOptions
     from jobs.submission import submit_job
-    from jobs.testmodel import write_model
 
     repo = work / f"models-{size}"
     if not any(repo.glob("*.th")):

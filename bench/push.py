@@ -14,7 +14,7 @@ logged-in session cookie and the site's Origin, as a browser tab opens it. Two s
             --updates times, one step per STEMSITE_PROGRESS_INTERVAL (0.25 s), then finishes it.
   own-jobs: 500 users each on their own running job; each round the worker advances every job
             once, then (--rounds rounds later) finishes each.
-The "worker" is a separate process that does what jobs/tasks.py does for each change:
+The "worker" is a separate process that does what jobs/background/tasks.py does for each change:
 `job.set_progress(p)` (or `mark_succeeded()`) then `publish_job_state(job)`, stamping the time
 (time.monotonic, one clock for all processes on the machine) just before the database write.
 Each client stamps the arrival of every message and reads which update it shows (the progress
@@ -49,16 +49,16 @@ FINAL = "succeeded"
 
 
 def worker(plan_path: str) -> None:
-    """Apply the plan's rounds of updates as jobs/tasks.py does; print every stamp as JSON."""
+    """Apply the plan's rounds of updates as jobs/background/tasks.py does; print every stamp as JSON."""
     import django
 
     django.setup()
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from jobs.events import EVENT_TYPE, publish_job_state
-    from jobs.fragments import job_status_html
     from jobs.models import Job
+    from jobs.realtime.events import EVENT_TYPE, publish_job_state
+    from jobs.realtime.fragments import job_status_html
 
     plan = json.loads(Path(plan_path).read_text())
     jobs = [Job.objects.select_related("owner").get(pk=pk) for pk in plan["jobs"]]

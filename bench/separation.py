@@ -9,7 +9,7 @@ Run from the repository root:
     .venv/bin/python bench/separation.py --variants cli,worker,openvino,stemsite,stock,bf16 --sections single
     .venv/bin/python bench/separation.py --profile                  # operators of one chunk, by time
 
-It writes a deterministic 44.1 kHz stereo wav and a random-weight htdemucs (jobs.testmodel), then
+It writes a deterministic 44.1 kHz stereo wav and a random-weight htdemucs (jobs.engine.testmodel), then
 prints, by section (`--sections`, all by default):
 
 - single: one `--seconds` track, round by round and interleaved: the demucs command line (a fresh
@@ -23,7 +23,7 @@ prints, by section (`--sections`, all by default):
 - batch: five 30 s tracks on one warm worker against five CLI runs (throughput in audio seconds
   per wall second).
 - drift: half against full precision per stem on the stock random model and on a trained-like
-  one (jobs.testmodel.trained_like), and the SDR a half-precision stem would lose if the
+  one (jobs.engine.testmodel.trained_like), and the SDR a half-precision stem would lose if the
   full-precision one were 9 dB SDR from the truth. Where the CPU has no native half precision,
   PyTorch's bf16 autocast stands in (slow, and labelled as such).
 
@@ -31,7 +31,7 @@ Worker variants: `full`, `half` and `openvino` run each track as the RQ worker d
 forked from a parent that holds the model, with the site's engine (`auto`) at full or half
 precision (PyTorch at full, OpenVINO at half), or OpenVINO forced at full; `worker` is PyTorch
 forced, which `full` equals unless STEMSITE_ENGINE says otherwise. In-process, warm variants:
-`stemsite` is jobs/separation.py as it is in PyTorch; `stock` turns off both execution settings
+`stemsite` is jobs/engine/separation.py as it is in PyTorch; `stock` turns off both execution settings
 (separate() then runs demucs' apply_model exactly as the CLI does); `no-malloc` leaves glibc's
 allocator alone; `mha-fastpath` keeps torch's MHA fast path; `bf16` runs `stemsite` under bfloat16
 autocast. `--profile` prints the operators
@@ -162,7 +162,7 @@ def child(variant: str, repo: str, device: str, threads: int | None, cache: str)
     process, after one untimed warm-up."""
     import torch
 
-    from jobs import execution, openvino_runtime, separation
+    from jobs.engine import execution, openvino_runtime, separation
 
     forking = variant in FORKED
     settings = {"shifts": 0, "device": device, "engine_cache_dir": cache, **WORKER_VARIANTS[variant]}
@@ -196,7 +196,7 @@ def child(variant: str, repo: str, device: str, threads: int | None, cache: str)
 
 
 def _prepare(model, options) -> dict:
-    from jobs import execution
+    from jobs.engine import execution
 
     threads = options.threads
     return execution.prepare(model, options.engine, options.device, options.engine_cache_dir, threads)
@@ -223,7 +223,7 @@ def profile(repo: Path, threads: int | None) -> None:
     """Where one chunk's time goes: the warm model on 7.8 s of audio, operators by their own time."""
     import torch
 
-    from jobs import separation
+    from jobs.engine import separation
 
     torch.set_num_threads(threads or torch.get_num_threads())
     separation.keep_freed_memory()
@@ -243,7 +243,7 @@ def run_job(model, job: dict, options, device: str, forked: bool = False) -> dic
     """Decode, separate and encode one track as a job does; the stems also go to .npy for the SNR."""
     import torch
 
-    from jobs import audio, separation
+    from jobs.engine import audio, separation
 
     if forked:
         torch.set_num_threads(options.threads)
@@ -399,8 +399,8 @@ def drift(args, work: Path) -> None:
     """
     import torch
 
-    from jobs import execution, separation
-    from jobs.testmodel import write_model
+    from jobs.engine import execution, separation
+    from jobs.engine.testmodel import write_model
 
     native = execution.half_arithmetic(args.device)
     how = f"the site's half precision ({native})" if native else "PyTorch bf16 autocast, emulated"
@@ -492,8 +492,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants or sections: {', '.join(sorted(unknown))}")
     sys.path.insert(0, str(ROOT))
-    from jobs import execution
-    from jobs.testmodel import write_model
+    from jobs.engine import execution
+    from jobs.engine.testmodel import write_model
 
     if "half" in args.variants and execution.half_arithmetic(args.device) is None:
         print(f"half: not offered on this {args.device.upper()}, which has no native half precision "

@@ -16,10 +16,10 @@ from django.utils import timezone
 from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
+from jobs.background.tasks import job_timeout
 from jobs.control import cancel_job, retry_job
 from jobs.models import IdenticalJobActive, Job, Stem, WebhookDelivery
 from jobs.options import PRECISIONS
-from jobs.tasks import job_timeout
 from jobs.webhooks import redeliver
 
 

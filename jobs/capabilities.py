@@ -1,7 +1,7 @@
 """What the separation workers can run, as they report it: which models load, which precisions.
 
 Each separation worker writes a report into its own RQ worker hash when it starts
-(jobs/worker.py), so the report lives and expires with the worker. The upload form, the API and
+(jobs/background/worker.py), so the report lives and expires with the worker. The upload form, the API and
 health read the reports of the live workers here, at most once per STEMSITE_QUEUE_CHECK_SECONDS
 per process. Before any worker has reported, the site's own settings say which models it has and
 only full precision is offered; nothing is refused then, since a worker may still be starting.

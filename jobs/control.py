@@ -9,9 +9,9 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 
-from jobs.events import publish_job_state, publish_queue
+from jobs.background.tasks import enqueue_separation
 from jobs.models import Job
-from jobs.tasks import enqueue_separation
+from jobs.realtime.events import publish_job_state, publish_queue
 from jobs.webhooks import queue_job_event
 
 logger = logging.getLogger(__name__)

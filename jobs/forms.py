@@ -10,9 +10,9 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
-from jobs import audio
+from jobs.background.exports import MAX_GAIN, effective_gains
 from jobs.capabilities import Capabilities, site_capabilities
-from jobs.exports import MAX_GAIN, effective_gains
+from jobs.engine import audio
 from jobs.options import (
     FORMATS,
     MODELS,

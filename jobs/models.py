@@ -202,7 +202,7 @@ class Job(models.Model):
         )
 
     def record_engine(self, engine: str, arithmetic: str) -> bool:
-        """What this run computes with (jobs/execution.py), written as it starts."""
+        """What this run computes with (jobs/engine/execution.py), written as it starts."""
         return self._transition((self.Status.RUNNING,), engine=engine, arithmetic=arithmetic)
 
     def set_progress(self, percent: int) -> bool:

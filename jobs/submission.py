@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
+from jobs.background.tasks import enqueue_separation
 from jobs.forms import AcceptedFile
 from jobs.limits import check_upload_allowed
 from jobs.models import Job, upload_label
 from jobs.options import JobOptions
 from jobs.storage_errors import FULL, READ_ONLY, STORAGE_EXCEPTIONS, UNREACHABLE, storage_problem
-from jobs.tasks import enqueue_separation
 
 logger = logging.getLogger(__name__)
 

@@ -15,16 +15,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from jobs.api.tokens import create_token, revoke_token
+from jobs.background.exports import request_export
+from jobs.background.tasks import MSG_PROCESSING_PAUSED
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response, streaming_response, zip_stream
-from jobs.exports import request_export
 from jobs.forms import ApiTokenForm, MixExportForm, SignupForm, UploadForm
-from jobs.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
-from jobs.fragments import status_context
 from jobs.limits import LimitExceeded, usage_for
 from jobs.models import IdenticalJobActive, Job, MixExport
+from jobs.realtime.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
+from jobs.realtime.fragments import status_context
 from jobs.submission import UploadNotStored, submit_within_limits
-from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.upload_limits import refusal_message
 from jobs.webhooks import rotate_secret, secret_for
 

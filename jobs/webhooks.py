@@ -134,7 +134,7 @@ def queue_job_event(job: Job) -> bool:
     """Queue the delivery of the job's terminal event if it has a callback URL; called once per finish.
 
     The body is fixed now, so every retry sends the same event. False when there is nothing to
-    send or Redis is unreachable: the reconciler then queues it again (jobs.reconcile).
+    send or Redis is unreachable: the reconciler then queues it again (jobs.background.reconcile).
     """
     if not job.callback_url or not job.is_finished:
         return False

@@ -12,7 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from jobs.routing import websocket_urlpatterns  # noqa: E402
+from jobs.realtime.routing import websocket_urlpatterns  # noqa: E402
 from jobs.upload_limits import RequestBodyLimit, limit_daphne_request_bodies, max_body_bytes  # noqa: E402
 
 # Under daphne, the body limit must act inside the server, which reads the whole body first.

@@ -134,7 +134,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Redis pub/sub: each web process subscribes once per group and fans a push out to its sockets
 # itself. channels-redis' list-based layer takes a shared lock and makes two tasks per socket per
 # message, which made 500 sockets on one job take seconds per push (bench/push.py). Pushes are
-# best effort either way (jobs/events.py); sockets re-read the database. A separate Redis for
+# best effort either way (jobs/realtime/events.py); sockets re-read the database. A separate Redis for
 # websocket pushes is possible.
 CHANNEL_REDIS_URL = env_str("CHANNEL_REDIS_URL", REDIS_URL)
 CHANNEL_LAYERS = channel_layers(CHANNEL_REDIS_URL)
@@ -144,7 +144,7 @@ CHANNEL_LAYERS = channel_layers(CHANNEL_REDIS_URL)
 STEMSITE_QUEUE = "separations"
 STEMSITE_SHORT_QUEUE = "short"
 # Enqueue at the call: stemsite itself calls enqueue from transaction.on_commit.
-RQ = {"WORKER_CLASS": "jobs.worker.SeparationWorker", "COMMIT_MODE": "auto"}
+RQ = {"WORKER_CLASS": "jobs.background.worker.SeparationWorker", "COMMIT_MODE": "auto"}
 RQ_QUEUES = {
     STEMSITE_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
     STEMSITE_SHORT_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900},
@@ -155,7 +155,7 @@ STEMSITE_MODEL = env_str("STEMSITE_MODEL", "htdemucs")
 STEMSITE_MODEL_REPO = env_str("STEMSITE_MODEL_REPO")
 STEMSITE_DEVICE = env_str("STEMSITE_DEVICE", "auto")
 STEMSITE_MODEL_CACHE_SIZE = env_int("STEMSITE_MODEL_CACHE_SIZE", 2, minimum=1)
-# The engine (jobs/execution.py): auto runs HTDemucs and HDemucs networks on OpenVINO's CPU runtime
+# The engine (jobs/engine/execution.py): auto runs HTDemucs and HDemucs networks on OpenVINO's CPU runtime
 # for half precision, and for full precision when it timed faster than PyTorch on this machine;
 # PyTorch runs everything else, and every model on a GPU. Converted networks and OpenVINO's
 # compiled blobs are kept in the cache folder (about 340 MB per network at full size).

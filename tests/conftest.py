@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from jobs.testmodel import NAMED, write_model
+from jobs.engine.testmodel import NAMED, write_model
 from stemsite.channel_layer import channel_layers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -350,7 +350,7 @@ def live_site(live_web, process_env, tmp_path):
 def reporting_worker(redis_db):
     """Register a separation worker as one on another machine would, with the report it would
     publish: `reporting_worker(half="bf16")` for hardware with native half precision."""
-    from jobs.worker import SeparationWorker
+    from jobs.background.worker import SeparationWorker
 
     workers = []
 

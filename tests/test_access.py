@@ -16,7 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.urls.converters import IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter
 from django.urls.resolvers import RoutePattern
 
-from jobs.routing import websocket_urlpatterns
+from jobs.realtime.routing import websocket_urlpatterns
 from stemsite.asgi import application
 from tests.conftest import media_files
 

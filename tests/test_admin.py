@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from jobs.background.tasks import job_timeout
 from jobs.models import Job
-from jobs.tasks import job_timeout
 from tests.conftest import media_files
 
 pytestmark = pytest.mark.django_db
@@ -236,7 +236,7 @@ def test_other_staff_get_403_from_the_queue_dashboard(plain_staff_client, redis_
         assert plain_staff_client.get(url).status_code == 403, url
 
     queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
-    queue.enqueue("jobs.tasks.separate_job", "x", job_id="keep-me")
+    queue.enqueue("jobs.background.tasks.separate_job", "x", job_id="keep-me")
     response = plain_staff_client.post(reverse("admin:django_rq_clear", args=[0]), {"post": "yes"})
     assert response.status_code == 403
     assert queue.job_ids == ["keep-me"], "the queue must not be emptied"

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 from django.urls import reverse
 
-from jobs import audio
+from jobs.engine import audio
 from jobs.models import Job
 from tests.conftest import flac_claiming, media_files
 

@@ -124,7 +124,7 @@ def test_job_list_socket_sends_own_rows_and_updates(owner_client, outsider_clien
         other_first = await theirs.receive_from(timeout=5)
         from channels.db import database_sync_to_async
 
-        from jobs.events import publish_job_state
+        from jobs.realtime.events import publish_job_state
 
         await database_sync_to_async(publish_job_state)(job)
         pushed = await mine.receive_from(timeout=5)
@@ -147,7 +147,7 @@ def test_idle_socket_stays_open_and_still_receives_pushes(owner_client, owner, m
     async def watch():
         from channels.db import database_sync_to_async
 
-        from jobs.events import publish_job_state
+        from jobs.realtime.events import publish_job_state
 
         socket = communicator(f"/ws/jobs/{job.pk}/", owner_client)
         assert (await socket.connect())[0]
@@ -194,7 +194,7 @@ def test_a_push_is_forwarded_without_a_database_round(owner_client, owner, make_
     import channels.consumer
     from channels.layers import get_channel_layer
 
-    from jobs.events import EVENT_TYPE, job_group
+    from jobs.realtime.events import EVENT_TYPE, job_group
 
     job = make_job(owner, status="running")
     hops = []
@@ -227,7 +227,7 @@ def test_socket_skips_its_database_look_while_pushes_arrive_then_catches_up(
     costs (bench/push.py). Once they stop, a change no push announced still reaches the page."""
     from channels.layers import get_channel_layer
 
-    from jobs.events import EVENT_TYPE, job_group
+    from jobs.realtime.events import EVENT_TYPE, job_group
 
     settings.STEMSITE_SOCKET_RESYNC_SECONDS = 0.2
     job = make_job(owner, status="running")

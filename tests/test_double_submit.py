@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from jobs import audio
+from jobs.engine import audio
 from jobs.forms import AcceptedFile
 from jobs.models import Job
 from jobs.options import JobOptions

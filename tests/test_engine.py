@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from jobs import execution, openvino_runtime, separation
-from jobs.testmodel import write_model
+from jobs.engine import execution, openvino_runtime, separation
+from jobs.engine.testmodel import write_model
 from tests.conftest import tone
 
 pytestmark = pytest.mark.database_agnostic

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.files import File
 from django.urls import reverse
 
-from jobs.exports import MSG_STEM_UNREADABLE, effective_gains, settings_key
+from jobs.background.exports import MSG_STEM_UNREADABLE, effective_gains, settings_key
 from jobs.models import MixExport, Stem
 from stemsite.asgi import application
 from tests.conftest import media_files

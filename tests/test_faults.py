@@ -16,9 +16,9 @@ import redis
 from django.test import override_settings
 from django.urls import reverse
 
+from jobs.background.tasks import MSG_PROCESSING_PAUSED, MSG_WORKER_LOST
+from jobs.background.worker import die_with_parent
 from jobs.models import Job
-from jobs.tasks import MSG_PROCESSING_PAUSED, MSG_WORKER_LOST
-from jobs.worker import die_with_parent
 from stemsite.channel_layer import channel_layers
 from tests.conftest import ROOT, free_port, media_files, queues_at
 from tests.test_worker import child_pids, upload, wait_until

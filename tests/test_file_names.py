@@ -9,8 +9,8 @@ from channels.testing import WebsocketCommunicator
 from django.core.files import File
 from django.urls import reverse
 
-from jobs.fragments import job_row_html, job_status_html
 from jobs.models import Job, Stem, upload_label
+from jobs.realtime.fragments import job_row_html, job_status_html
 from stemsite.asgi import application
 from tests.conftest import media_files
 

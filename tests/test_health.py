@@ -5,7 +5,7 @@ import time
 import pytest
 from django.urls import reverse
 
-from jobs.exports import enqueue_export
+from jobs.background.exports import enqueue_export
 from tests.test_faults import private_redis  # noqa: F401 (a fixture)
 from tests.test_worker import wait_until
 

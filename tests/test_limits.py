@@ -9,7 +9,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import audio
+from jobs.engine import audio
 from jobs.forms import AcceptedFile
 from jobs.limits import LimitExceeded
 from jobs.models import Job

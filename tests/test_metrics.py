@@ -7,10 +7,10 @@ from django.test import override_settings
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import tasks
-from jobs.exports import enqueue_export
+from jobs.background import tasks
+from jobs.background.exports import enqueue_export
+from jobs.background.tasks import enqueue_separation
 from jobs.metrics import failure_reason
-from jobs.tasks import enqueue_separation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

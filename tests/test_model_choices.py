@@ -8,12 +8,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from jobs import execution, separation
 from jobs.capabilities import REPORT_FIELD, site_capabilities
 from jobs.catalog import models_in_folder
+from jobs.engine import execution, separation
+from jobs.engine.testmodel import write_model
 from jobs.models import Job
 from jobs.options import MODELS
-from jobs.testmodel import write_model
 from tests.conftest import media_files
 from tests.test_api import assert_error, bearer
 from tests.test_worker import wait_until

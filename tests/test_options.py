@@ -7,11 +7,11 @@ import soundfile
 from django.conf import settings
 from django.urls import reverse
 
-from jobs import audio
+from jobs.background.tasks import job_timeout
+from jobs.engine import audio
+from jobs.engine.peaks import PEAKS_PER_SECOND
 from jobs.models import Job
 from jobs.options import MODELS
-from jobs.peaks import PEAKS_PER_SECOND
-from jobs.tasks import job_timeout
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 

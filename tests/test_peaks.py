@@ -5,9 +5,9 @@ import pytest
 import soundfile
 from django.urls import reverse
 
-from jobs import audio
+from jobs.engine import audio
+from jobs.engine.peaks import PEAKS_PER_SECOND, compute_peaks
 from jobs.models import Job
-from jobs.peaks import PEAKS_PER_SECOND, compute_peaks
 from tests.conftest import media_files
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]

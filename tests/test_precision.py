@@ -4,9 +4,9 @@ given by the API, filtered in admin, and shown with the engine that ran it."""
 import pytest
 from django.urls import reverse
 
-from jobs import execution
 from jobs.api.tokens import create_token
 from jobs.control import retry_job
+from jobs.engine import execution
 from jobs.eta import expected_seconds
 from jobs.models import Job
 from tests.test_api import assert_error, bearer
@@ -122,7 +122,7 @@ def test_estimates_expect_half_precision_to_take_half_as_long(owner):
 @pytest.mark.slow
 def test_a_worker_runs_half_precision_as_its_hardware_allows(owner, make_job, run_worker):
     job = make_job(owner, status="queued", options={"precision": "half", "quality": "fast"})
-    from jobs.tasks import enqueue_separation
+    from jobs.background.tasks import enqueue_separation
 
     enqueue_separation(job)
     result = run_worker()

@@ -9,11 +9,11 @@ from django.utils import timezone
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
-from jobs.exports import MSG_WORKER_LOST as EXPORT_WORKER_LOST
-from jobs.exports import enqueue_export, export_rq_id, request_export
+from jobs.background.exports import MSG_WORKER_LOST as EXPORT_WORKER_LOST
+from jobs.background.exports import enqueue_export, export_rq_id, request_export
+from jobs.background.reconcile import LOCK_NAME, reconcile
+from jobs.background.tasks import MSG_WORKER_LOST, enqueue_separation
 from jobs.models import Job, MixExport, WebhookDelivery
-from jobs.reconcile import LOCK_NAME, reconcile
-from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
 from jobs.webhooks import event_rq_id, queue_job_event
 from tests.conftest import media_files
 

@@ -40,13 +40,13 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from jobs.api.tokens import create_token
-from jobs.exports import MSG_STORAGE, render_export
+from jobs.background.exports import MSG_STORAGE, render_export
+from jobs.background.tasks import MSG_STORAGE_UNREACHABLE
 from jobs.limits import storage_used
 from jobs.models import Job, MixExport
 from jobs.retention import purge_expired
 from jobs.storage_errors import UNREACHABLE
 from jobs.submission import MSG_UNREACHABLE
-from jobs.tasks import MSG_STORAGE_UNREACHABLE
 from stemsite.storage import MB, storages_config
 from tests.conftest import daphne_server, free_port, media_files, running, wait_for_port
 from tests.test_browser import log_in

@@ -7,8 +7,8 @@ import pytest
 import soundfile
 import torch
 
-from jobs import separation
-from jobs.testmodel import SIX_STEMS, write_model
+from jobs.engine import separation
+from jobs.engine.testmodel import SIX_STEMS, write_model
 from tests.conftest import tone
 
 pytestmark = pytest.mark.database_agnostic

@@ -2,9 +2,9 @@
 
 import pytest
 
+from jobs.background.tasks import job_timeout
 from jobs.models import Job
 from jobs.options import JobOptions
-from jobs.tasks import job_timeout
 from tests.conftest import media_files
 from tests.test_worker import upload
 

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
 
+from jobs.background.tasks import enqueue_separation
 from jobs.control import cancel_job
 from jobs.models import WebhookDelivery
-from jobs.tasks import enqueue_separation
 from jobs.webhooks import check_callback_url, secret_for
 from tests.test_faults import supervisor  # noqa: F401 (a fixture)
 from tests.test_worker import wait_until

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from django.urls import reverse
 
-from jobs import audio
+from jobs.engine import audio
 from jobs.models import Job
 from tests.conftest import media_files
 

@@ -4,8 +4,8 @@ a job whose engine cannot start still separates, in PyTorch."""
 import pytest
 from django.urls import reverse
 
+from jobs.background.tasks import enqueue_separation
 from jobs.models import Job
-from jobs.tasks import enqueue_separation
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -12,9 +12,9 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from redis.exceptions import RedisError
 
+from jobs.background.tasks import MSG_PROCESSING_PAUSED
 from jobs.limits import LimitExceeded
 from jobs.submission import UploadNotStored
-from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.upload_limits import too_large_message, too_many_files_message
 
 logger = logging.getLogger(__name__)

@@ -26,14 +26,14 @@ from jobs.api.schemas import (
     job_out,
     models_out,
 )
+from jobs.background.exports import request_export
+from jobs.background.tasks import MSG_PROCESSING_PAUSED
 from jobs.capabilities import site_capabilities
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response
-from jobs.exports import request_export
 from jobs.forms import MixExportForm, UploadForm
 from jobs.models import IdenticalJobActive, Job, MixExport
 from jobs.submission import submit_within_limits
-from jobs.tasks import MSG_PROCESSING_PAUSED
 from jobs.views import MSG_NO_STEMS_TO_MIX
 from jobs.webhooks import check_callback_url
 

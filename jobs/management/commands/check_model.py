@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import separation
 from jobs.catalog import offered_models
+from jobs.engine import separation
 
 HOW_TO_FIX = (
     "Jobs will fail until the model loads. Either give this machine internet access once (the\n"

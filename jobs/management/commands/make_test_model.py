@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.testmodel import NAMED, SIZES, WEIGHTS, write_model
+from jobs.engine.testmodel import NAMED, SIZES, WEIGHTS, write_model
 
 
 class Command(BaseCommand):

@@ -29,9 +29,9 @@ from django.db import close_old_connections
 from redis.exceptions import RedisError
 from rq.scheduler import RQScheduler
 
+from jobs.background.reconcile import reconcile
+from jobs.background.worker import die_with_parent
 from jobs.metrics import process_exited
-from jobs.reconcile import reconcile
-from jobs.worker import die_with_parent
 
 logger = logging.getLogger(__name__)
 

@@ -144,7 +144,7 @@ def convert(network: torch.nn.Module, cache_dir: Path) -> Path:
     """
     import openvino
 
-    from jobs.separation import fused_attention
+    from jobs.engine.separation import fused_attention
 
     folder = network_folder(cache_dir, network)
     with _locked(folder):

@@ -22,7 +22,7 @@ from demucs.pretrained import get_model
 from demucs.repo import ModelLoadingError
 from huggingface_hub.utils import logging as hub_logging
 
-from jobs import execution
+from jobs.engine import execution
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class SeparationOptions:
     # Execution settings that leave demucs' arithmetic alone (bench/separation.py measures them).
     keep_freed_memory: bool = True
     fused_attention: bool = True
-    # Precision and engine (jobs/execution.py). The defaults run PyTorch at fp32, as the demucs
+    # Precision and engine (jobs/engine/execution.py). The defaults run PyTorch at fp32, as the demucs
     # command line does; OpenVINO needs a cache folder for its converted networks.
     precision: str = "full"
     engine: str = "torch"
@@ -89,7 +89,7 @@ def model_sources(model: torch.nn.Module) -> list[str]:
 
 
 def plan_execution(model: torch.nn.Module, options: SeparationOptions) -> execution.Execution:
-    """The engine and arithmetic that will run this model with these options (see jobs/execution.py)."""
+    """The engine and arithmetic that will run this model with these options (jobs/engine/execution.py)."""
     threads = options.threads or torch.get_num_threads()
     return execution.plan(
         model, options.precision, options.engine, options.device, options.engine_cache_dir, threads

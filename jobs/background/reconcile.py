@@ -25,11 +25,11 @@ from rq.job import JobStatus
 from rq.utils import utcparse
 from rq.worker import Worker
 
-from jobs.events import publish_job_state, publish_queue
-from jobs.exports import enqueue_export, export_rq_id, fail_lost_export
+from jobs.background.exports import enqueue_export, export_rq_id, fail_lost_export
+from jobs.background.tasks import MSG_WORKER_LOST, enqueue_separation
 from jobs.metrics import count_failure
 from jobs.models import Job, MixExport, WebhookDelivery
-from jobs.tasks import MSG_WORKER_LOST, enqueue_separation
+from jobs.realtime.events import publish_job_state, publish_queue
 from jobs.webhooks import event_rq_id, queue_job_event
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 No Django here. Two precisions: `full` (fp32, demucs' own arithmetic) and `half` (bf16 on CPUs
 with AVX512-BF16 or AMX through OpenVINO, bf16 or fp16 autocast on CUDA), offered only where the
 hardware runs them natively. Two engines: PyTorch, as the demucs command line runs, and OpenVINO's
-CPU runtime for HTDemucs and HDemucs networks (jobs/openvino_runtime.py). `auto` uses OpenVINO for
+CPU runtime for HTDemucs and HDemucs networks (jobs/engine/openvino_runtime.py). `auto` uses OpenVINO for
 half precision and PyTorch for full: at fp32 the two were level on whole jobs and OpenVINO held a
 second copy of the weights (docs/performance.md); `openvino` uses it for both. Anything that cannot
 run as asked runs in PyTorch at full precision, with a log line, never a failed job.
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from demucs.apply import BagOfModels
 
-from jobs import openvino_runtime
+from jobs.engine import openvino_runtime
 
 logger = logging.getLogger(__name__)
 

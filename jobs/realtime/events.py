@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobs.eta import estimates
-from jobs.fragments import export_html, job_row_html, job_status_html
 from jobs.models import Job, MixExport
+from jobs.realtime.fragments import export_html, job_row_html, job_status_html
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs import consumers
+from jobs.realtime import consumers
 
 websocket_urlpatterns = [
     path("ws/jobs/", consumers.JobListConsumer.as_asgi()),

@@ -10,16 +10,20 @@ from collections.abc import Callable
 from django.conf import settings
 from rq import Worker
 
+from jobs.background.exports import fail_lost_export
+from jobs.background.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model, separation_threads
 from jobs.capabilities import REPORT_FIELD
 from jobs.catalog import offered_models
-from jobs.exports import fail_lost_export
 from jobs.metrics import observe_finished_job
-from jobs.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model, separation_threads
 
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The dotted names RQ stores with queued separations and exports: today's, and those of jobs queued
+# by a version before jobs/background/ existed (jobs/tasks.py and jobs/exports.py keep them running).
+SEPARATION_TASKS = ("jobs.background.tasks.separate_job", "jobs.tasks.separate_job")
+EXPORT_TASKS = ("jobs.background.exports.render_export", "jobs.exports.render_export")
 
 
 class SeparationWorker(Worker):
@@ -51,7 +55,7 @@ class SeparationWorker(Worker):
     def work(self, *args, **kwargs):
         # torch and demucs are imported once here, not in every forked job (exports encode with
         # them too); importing starts no threads, so forking stays safe.
-        import jobs.separation  # noqa: F401
+        import jobs.engine.separation  # noqa: F401
 
         if settings.STEMSITE_QUEUE in self.queue_names():
             self.report = separation_report(settings.STEMSITE_MODEL)
@@ -71,7 +75,7 @@ class SeparationWorker(Worker):
             return super().execute_job(job, queue)
         finally:
             self._running_job = None
-            if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
+            if is_separation(job):
                 observe_finished_job(*job.args)
 
     def main_work_horse(self, job, queue):
@@ -82,9 +86,9 @@ class SeparationWorker(Worker):
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         """A horse killed outright (OOM killer, SIGKILL) never reaches the task's own handlers."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        if job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
+        if is_separation(job):
             fail_lost_job(*job.args)
-        elif job.func_name == "jobs.exports.render_export" and len(job.args) == 1:
+        elif job.func_name in EXPORT_TASKS and len(job.args) == 1:
             fail_lost_export(*job.args)
 
     def request_force_stop(self, signum, frame):
@@ -98,11 +102,15 @@ class SeparationWorker(Worker):
         try:
             super().request_force_stop(signum, frame)  # returns when it ignores a repeated signal
         except SystemExit:
-            if job is not None and job.func_name == "jobs.tasks.separate_job" and len(job.args) == 2:
+            if job is not None and is_separation(job):
                 fail_lost_job(*job.args, message=MSG_WORKER_SHUT_DOWN)
             raise
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+
+
+def is_separation(job) -> bool:
+    return job.func_name in SEPARATION_TASKS and len(job.args) == 2
 
 
 def separation_report(name: str) -> dict:
@@ -141,7 +149,7 @@ def prepare_engine(name: str) -> dict:
     """In a child: the model (inherited, warm) converted and compiled as this hardware allows."""
     import torch
 
-    from jobs import execution, separation
+    from jobs.engine import execution, separation
 
     torch.set_num_threads(separation_threads())
     device = separation.resolve_device(settings.STEMSITE_DEVICE)

@@ -2,9 +2,9 @@
 
 from django.template.loader import render_to_string
 
+from jobs.engine.peaks import PEAKS_PER_SECOND
 from jobs.eta import Estimate, estimates
 from jobs.models import Job, MixExport
-from jobs.peaks import PEAKS_PER_SECOND
 
 STATUS_TEMPLATE = "jobs/job_detail.html#job-status"
 ROW_TEMPLATE = "jobs/job_list.html#job-row"

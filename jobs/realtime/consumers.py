@@ -14,9 +14,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from jobs.events import EVENT_TYPE, job_group, user_group
-from jobs.fragments import export_html, job_row_html, job_status_html
 from jobs.models import Job
+from jobs.realtime.events import EVENT_TYPE, job_group, user_group
+from jobs.realtime.fragments import export_html, job_row_html, job_status_html
 
 # Close codes in the application range; a refused socket never reaches accept().
 NOT_FOUND = 4404
