@@ -320,16 +320,19 @@ def single(args, repo: Path, work: Path, env: dict) -> list[dict]:
 
 
 def cold_start(args, repo: Path, work: Path, env: dict) -> list[dict]:
-    """The first job after a worker starts: at the site's default (full precision), and on the
-    OpenVINO engine (half precision where the hardware has it, else OpenVINO at full) with its cache
-    empty, when the worker converts the model, and then warm."""
+    """The first job after a worker starts, at the site's default (full precision) and on the
+    OpenVINO engine (half precision where the hardware has it, else OpenVINO at full), each with the
+    engine cache empty and then warm. Where the hardware runs half precision, a worker at the site's
+    default converts the model at start too: it gets every precision it offers ready."""
     wav = make_input(work / "cold.wav", args.seconds)
     cache = work / "engine-cold"
-    shutil.rmtree(cache, ignore_errors=True)
     cli = run_cli(repo, wav, work / "cold-cli", args.device, env)
     rows = [{"variant": "cli", "seconds": cli["seconds"], "prepare": 0.0, "maxrss_mb": cli["maxrss_mb"]}]
     converting = "half" if "half" in args.variants else "openvino"
-    for variant, label in (("full", ""), (converting, ", cache empty"), (converting, ", cache warm")):
+    for variant, label in (("full", ", cache empty"), ("full", ", cache warm"), (converting, ", cache empty"),
+                           (converting, ", cache warm")):  # fmt: skip
+        if label.endswith("empty"):
+            shutil.rmtree(cache, ignore_errors=True)
         started = time.perf_counter()
         worker = Worker(variant, repo, args.device, args.threads, env, cache)
         job = worker.separate(wav, work / f"cold-{variant}{label.split()[-1] if label else ''}")
