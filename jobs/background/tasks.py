@@ -18,6 +18,7 @@ from rq import get_current_job
 from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
+from jobs.background.analysis import analyse_separation
 from jobs.engine import audio
 from jobs.engine.peaks import compute_peaks, encoder_scale
 from jobs.models import Job, Stem
@@ -201,7 +202,7 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
             model, wav, sample_rate, run_options, lambda f: report(0.05 + 0.85 * f), plan=plan
         )
         del wav
-        _analyse(job, stems, model.samplerate)
+        analyse_separation(job, stems, model.samplerate)
         if options.two_stems:
             stems = separation.two_stems(stems, options.two_stems)
         encoded = []
@@ -211,26 +212,6 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
         del stems
         saved = _store_stems(job, encoded, report)
     _commit_stems(job, saved)
-
-
-def _analyse(job: Job, stems: "dict[str, torch.Tensor]", rate: int) -> None:
-    """Measure tempo, beats and key on the model's own stems (before a two-stem merge hides the
-    drums). The figures are a help, not the product: a failure here is logged with its traceback
-    and leaves them empty, and the stems are still stored."""
-    from jobs.engine import analysis
-
-    started = time.monotonic()
-    try:
-        result = analysis.analyse_stems({name: samples.numpy() for name, samples in stems.items()}, rate)
-    except JobTimeoutException:
-        raise
-    except Exception:  # noqa: BLE001 - any fault in the analysis leaves the separation intact
-        logger.exception("Job %s: tempo and key analysis failed; the job goes on without them", job.pk)
-        return
-    job.record_analysis(result.tempo_bpm, result.beats, result.key)
-    logger.info(
-        "Job %s: %s in %.1f s", job.pk, job.tempo_and_key or "not analysed", time.monotonic() - started
-    )
 
 
 @dataclass(frozen=True)
