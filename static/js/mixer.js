@@ -44,11 +44,14 @@ export function describePractice(tempo, semitones) {
   return `${tempo}% · ${pitch}`;
 }
 
-function isTypingTarget(element) {
+// Whether a key typed here belongs to the element: text fields always; a focused button or link
+// takes Space itself (it presses it), but not the loop keys.
+function isTypingTarget(element, space) {
   if (!element || element === document.body) return false;
   if (element.isContentEditable) return true;
   const tag = element.tagName;
-  if (tag === "TEXTAREA" || tag === "SELECT" || tag === "BUTTON" || tag === "A") return true;
+  if (tag === "TEXTAREA" || tag === "SELECT") return true;
+  if (tag === "BUTTON" || tag === "A") return space;
   if (tag === "INPUT") return !["range", "checkbox", "radio"].includes(element.type);
   return false;
 }
@@ -782,7 +785,8 @@ const KEYS = {
 document.addEventListener("keydown", (event) => {
   const action = event.code === "Space" ? KEYS.Space : KEYS[event.key];
   if (!mixer || !action || event.repeat || !document.contains(mixer.root)) return;
-  if (event.ctrlKey || event.metaKey || event.altKey || isTypingTarget(event.target)) return;
+  const space = event.code === "Space";
+  if (event.ctrlKey || event.metaKey || event.altKey || isTypingTarget(event.target, space)) return;
   event.preventDefault();
   action(mixer);
 });
