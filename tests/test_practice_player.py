@@ -9,7 +9,12 @@ import pytest
 import soundfile
 from playwright.sync_api import expect
 
-from tests.test_mixer import RATE, browser, page, state, wait_for  # noqa: F401 (fixtures)
+from tests.test_mixer import (
+    RATE,
+    browser,  # noqa: F401 (a fixture)
+    state,
+    wait_for,
+)
 from tests.test_mixer import open_mixer as open_player
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
@@ -64,6 +69,11 @@ def practice_job(owner, practice_files):
         with path.open("rb") as handle:
             stem.file.save(f"{name}.flac", File(handle), save=True)
     return job
+
+
+@pytest.fixture
+def page(browser):  # noqa: F811
+    return browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
 
 
 def set_range(page, selector: str, value) -> None:
@@ -121,8 +131,10 @@ def test_a_loop_from_2_to_4_s_keeps_the_playhead_inside_for_10_s(live_web, owner
             break
         page.wait_for_timeout(40)
     assert now["playing"]
-    assert min(seen) >= loop["start"] - 0.01 and max(seen) <= loop["end"] + 0.01, (min(seen), max(seen))
-    assert max(seen) > 3.8 and min(seen) < 2.2, "it went round the whole loop, more than once"
+    assert min(seen) >= loop["start"] - 0.01, min(seen)
+    assert max(seen) <= loop["end"] + 0.01, max(seen)
+    assert max(seen) > 3.8, "it went round the whole loop"
+    assert min(seen) < 2.2, "and started it again"
 
     page.keyboard.press("Space")
     paused = wait_for(page, lambda s: not s["playing"], "space pauses inside the loop")
@@ -158,7 +170,8 @@ def test_stems_stay_aligned_after_tempo_and_seek_changes(live_web, owner, practi
               return true;
             }
           });`;
-          await context.audioWorklet.addModule(URL.createObjectURL(new Blob([code], {type: 'text/javascript'})));
+          const module = new Blob([code], {type: 'text/javascript'});
+          await context.audioWorklet.addModule(URL.createObjectURL(module));
           const outputs = window.stemsiteMixer.stemOutputs();
           const found = Object.fromEntries(await Promise.all(Object.entries(outputs).map(([name, gain]) =>
             new Promise((resolve) => {
@@ -209,7 +222,7 @@ def test_settings_come_back_when_the_page_is_opened_again(live_web, owner, pract
 
     page.reload()
     restored = wait_for(page, lambda s: all(s["loaded"].values()), "the page again")
-    assert restored["tempo"] == 85 and restored["semitones"] == -2
+    assert (restored["tempo"], restored["semitones"]) == (85, -2)
     assert restored["loop"] == {"start": 1.5, "end": 3.25}
     assert restored["time"] == 1.5, "the playhead waits at the loop's start"
     assert restored["gains"] == {"drums": 1, "bass": 0, "other": 0, "vocals": 0}
