@@ -65,14 +65,15 @@ class Practice:
         )
 
     def describe(self) -> str:
-        """ "85% -2st", "loop 12.0-30.0s", or "" for the original tempo and pitch of the whole track."""
+        """ "85% -2st", "loop 12.5-30s", or "" for the original tempo and pitch of the whole track."""
         words = []
         if self.tempo != 100:
             words.append(f"{self.tempo}%")
         if self.semitones:
             words.append(f"{self.semitones:+d}st")
         if self.loop is not None:
-            words.append(f"loop {self.loop[0]:.1f}-{self.loop[1]:.1f}s")
+            start, end = (f"{seconds:.2f}".rstrip("0").rstrip(".") for seconds in self.loop)
+            words.append(f"loop {start}-{end}s")
         return " ".join(words)
 
 
