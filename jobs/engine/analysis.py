@@ -101,7 +101,7 @@ def measure_beats(mono: np.ndarray) -> tuple[float | None, list[float]]:
         onset_envelope=onsets, sr=ANALYSIS_RATE, hop_length=HOP, bpm=frames_per_minute / period,
         tightness=400, trim=True,
     )  # fmt: skip
-    times = librosa.frames_to_time(frames, sr=ANALYSIS_RATE, hop_length=HOP)
+    times = _steady_run(librosa.frames_to_time(frames, sr=ANALYSIS_RATE, hop_length=HOP))
     if len(times) < MIN_BEATS:
         return None, []
     intervals = np.diff(times)
@@ -111,6 +111,21 @@ def measure_beats(mono: np.ndarray) -> tuple[float | None, list[float]]:
     slope = np.polyfit(np.arange(len(times)), times, 1)[0]
     tempo = 60.0 / slope
     return round(float(tempo), 2), [round(float(t), 3) for t in times]
+
+
+def _steady_run(times: np.ndarray) -> np.ndarray:
+    """The beats without a first or last one the tracker placed off the pulse (at the very start or
+    end of the audio, where the dynamic programme has no onsets to lean on)."""
+    while len(times) > MIN_BEATS:
+        intervals = np.diff(times)
+        typical = np.median(intervals)
+        if abs(intervals[0] - typical) > 0.08 * typical:
+            times = times[1:]
+        elif abs(intervals[-1] - typical) > 0.08 * typical:
+            times = times[:-1]
+        else:
+            break
+    return times
 
 
 def _pulse_period(onsets: np.ndarray) -> tuple[float | None, float]:
