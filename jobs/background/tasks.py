@@ -356,15 +356,17 @@ class _ProgressReporter:
 
 
 def preload_model(name: str) -> str:
-    """Load a model in the worker's parent, so the job forked next (and every later one) starts warm.
+    """Load a model (and the tempo and key analysis) in the worker's parent, so the job forked next
+    (and every later one) starts warm.
 
     Runs single-threaded and on the CPU: no torch thread pool and no CUDA may exist in a parent
     that forks. Returns the sentence saying why the model cannot load, or "" when it loaded.
     """
     import torch
 
-    from jobs.engine import execution, openvino_runtime, separation
+    from jobs.engine import analysis, execution, openvino_runtime, separation
 
+    analysis.preload()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

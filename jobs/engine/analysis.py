@@ -45,6 +45,14 @@ class TrackAnalysis:
     key: str  # "A minor"; "" when the stems hold no pitched sound
 
 
+def preload() -> None:
+    """Import librosa's beat tracker and features (about 3 s: numba loads its compiled code), so a
+    worker's parent pays it once and every job it forks starts with them loaded."""
+    import librosa.beat
+    import librosa.feature
+    import librosa.onset  # noqa: F401
+
+
 def analyse_stems(stems: dict[str, np.ndarray], sample_rate: int) -> TrackAnalysis:
     """Measure a track from its stems, `{name: [channels, samples]}` (or `[samples]`) at `sample_rate`.
 
