@@ -100,14 +100,14 @@ def check_loop(start: float, end: float, duration: float | None) -> tuple[float,
 
 def mix_words(gains: dict[str, float]) -> str:
     """What a mix holds, from its effective gains: "mix" when every stem sounds, "no vocals" when
-    some are silent, "bass and drums only" when fewer sound than not."""
+    some are silent, "bass and drums only" when no more sound than not."""
     silent = [stem_label(name) for name, gain in gains.items() if not gain]
     sounding = [stem_label(name) for name, gain in gains.items() if gain]
     if not silent:
         return "mix"
     if not sounding:
         return "silence"
-    if len(sounding) < len(silent):
+    if len(sounding) <= len(silent):
         return f"{_and(sounding)} only"
     return f"no {_and(silent)}"
 
