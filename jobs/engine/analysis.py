@@ -155,13 +155,13 @@ def _pulse_period(onsets: np.ndarray) -> tuple[float | None, float]:
     correlation = np.fft.irfft(spectrum * np.conj(spectrum))[: high + 2]
     # Unbiased: each lag over the frames it overlaps, so longer lags are not favoured or penalised.
     correlation = correlation / np.maximum(size - np.arange(len(correlation)), 1) / (energy / size)
-    lags = np.arange(low, high)
-    strengths = correlation[low:high]
-    best = int(lags[np.argmax(strengths)])
+    # A period between two frames splits its peak over both: smoothed, each peak keeps its height.
+    smooth = np.convolve(correlation, [0.25, 0.5, 0.25], mode="same")
+    best = low + int(np.argmax(smooth[low:high]))
     for divisor in (2, 3):
         shorter = round(best / divisor)
-        if shorter >= low and correlation[shorter] >= 0.85 * correlation[best]:
-            best = max(range(shorter - 1, shorter + 2), key=lambda lag: correlation[lag])
+        if shorter >= low and smooth[shorter - 1 : shorter + 2].max() >= 0.85 * smooth[best]:
+            best = shorter - 1 + int(np.argmax(correlation[shorter - 1 : shorter + 2]))
             break
     clarity = float(correlation[best])
     left, centre, right = correlation[best - 1], correlation[best], correlation[best + 1]
