@@ -99,12 +99,13 @@ def main() -> None:
             with path.open("rb") as handle:
                 stem.file.save(path.name, File(handle), save=True)
         base = site.start(free_port())
+        session, page_url = session_key(user), f"{base}{job.get_absolute_url()}"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
             context = browser.new_context()
-            context.add_cookies([{"name": "sessionid", "value": session_key(user), "url": base}])
+            context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
             page = context.new_page()
-            page.goto(f"{base}{job.get_absolute_url()}")
+            page.goto(page_url)
             page.wait_for_function(
                 "window.stemsiteMixer?.state()?.loaded && "
                 "Object.values(window.stemsiteMixer.state().loaded).every(Boolean)",
