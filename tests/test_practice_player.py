@@ -105,6 +105,7 @@ def test_at_80_percent_tempo_the_clock_runs_at_0_8_of_real_time(live_web, owner,
     assert after["playing"]
 
 
+@pytest.mark.slow
 def test_a_loop_from_2_to_4_s_keeps_the_playhead_inside_for_10_s(live_web, owner, practice_job, page):
     """A and B are set from the playhead with the keys, as a person would, after seeking to 2 s and 4 s."""
     open_player(page, live_web, practice_job)
