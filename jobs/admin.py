@@ -95,6 +95,58 @@ class PrecisionFilter(admin.SimpleListFilter):
         return queryset
 
 
+class KeyFilter(admin.SimpleListFilter):
+    """The measured key, as found on the site's jobs ("A minor"), or not known."""
+
+    title = "key"
+    parameter_name = "key"
+
+    def lookups(self, request, model_admin):
+        keys = Job.objects.exclude(key="").order_by("key").values_list("key", flat=True).distinct()
+        return [(key, key) for key in keys] + [("-", "Unknown")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "-":
+            return queryset.filter(key="")
+        if self.value():
+            return queryset.filter(key=self.value())
+        return queryset
+
+
+class TempoFilter(admin.SimpleListFilter):
+    """The measured tempo in ranges, or no steady tempo, or not measured."""
+
+    title = "tempo"
+    parameter_name = "tempo"
+    RANGES = {"0-80": (0, 80), "80-100": (80, 100), "100-120": (100, 120), "120-140": (120, 140),
+              "140-": (140, None)}  # fmt: skip
+
+    def lookups(self, request, model_admin):
+        ranges = [
+            (
+                name,
+                f"{low} BPM and faster"
+                if high is None
+                else f"{low} to {high} BPM"
+                if low
+                else f"Under {high} BPM",
+            )
+            for name, (low, high) in self.RANGES.items()
+        ]
+        return [*ranges, ("none", "No steady tempo"), ("unanalysed", "Not analysed")]
+
+    def queryset(self, request, queryset):
+        if self.value() in self.RANGES:
+            low, high = self.RANGES[self.value()]
+            queryset = queryset.filter(tempo_bpm__gte=low)
+            return queryset if high is None else queryset.filter(tempo_bpm__lt=high)
+        if self.value() == "none":
+            return queryset.filter(analysed_at__isnull=False, tempo_bpm__isnull=True)
+        if self.value() == "unanalysed":
+            return queryset.filter(analysed_at__isnull=True)
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     # Callback URLs typed without a scheme are https, as Django 6 will assume.
@@ -108,20 +160,26 @@ class JobAdmin(admin.ModelAdmin):
         "status",
         "progress",
         "duration_seconds",
+        "tempo_and_key",
         "created_at",
     )
     list_filter = (
-        "status", StuckFilter, OldFilter, "model_name", PrecisionFilter, "engine", "arithmetic", "owner",
+        "status", StuckFilter, OldFilter, "model_name", PrecisionFilter, "engine", "arithmetic",
+        KeyFilter, TempoFilter, "owner",
     )  # fmt: skip
     search_fields = ("original_name", "owner__username", "owner__email", "id")
     date_hierarchy = "created_at"
     readonly_fields = (
         "id", "created_at", "started_at", "finished_at", "progress", "duration_seconds",
-        "engine", "arithmetic",
+        "engine", "arithmetic", "tempo_bpm", "key", "beats", "analysed_at",
     )  # fmt: skip
     list_select_related = ("owner",)
     inlines = [StemInline]
     actions = ["retry_jobs", "cancel_jobs", "delete_with_files"]
+
+    @admin.display(description="tempo and key")
+    def tempo_and_key(self, job: Job) -> str:
+        return job.tempo_and_key
 
     @admin.display(description="precision")
     def precision(self, job: Job) -> str:

@@ -10,6 +10,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
+from jobs import practice
 from jobs.background.exports import MAX_GAIN, effective_gains
 from jobs.capabilities import Capabilities, site_capabilities
 from jobs.engine import audio
@@ -267,9 +268,16 @@ class SignupForm(UserCreationForm):
         return email
 
 
+def _practice_number(message: str) -> forms.FloatField:
+    """A number field whose every refusal is `message` (the API posts through this form too)."""
+    return forms.FloatField(required=False, error_messages={"invalid": message})
+
+
 class MixExportForm(forms.Form):
-    """The mixer's settings as the export form posts them: a format, and per stem S `gain_S`
-    (0..2, 1 when absent), `mute_S` and `solo_S`."""
+    """The mixer's settings as the export form posts them: a format, per stem S `gain_S` (0..2, 1
+    when absent), `mute_S` and `solo_S`, and the practice settings: `tempo` (percent, 100 when
+    absent), `semitones` (0 when absent) and `loop_start` with `loop_end` (seconds) for only the
+    loop's span."""
 
     FORMAT_MESSAGE = "Choose a format for the mix: MP3, WAV or FLAC."
 
@@ -277,9 +285,16 @@ class MixExportForm(forms.Form):
         choices=[("mp3", "MP3"), ("wav", "WAV"), ("flac", "FLAC")],
         error_messages={"required": FORMAT_MESSAGE, "invalid_choice": FORMAT_MESSAGE},
     )
+    tempo = _practice_number(practice.MSG_TEMPO)
+    semitones = _practice_number(practice.MSG_SEMITONES)
+    loop_start = _practice_number(practice.loop_message(None))
+    loop_end = _practice_number(practice.loop_message(None))
 
-    def __init__(self, data, stems):
+    def __init__(self, data, stems, duration: float | None = None):
         super().__init__(data)
+        self.duration = duration
+        for name in ("loop_start", "loop_end"):
+            self.fields[name].error_messages["invalid"] = practice.loop_message(duration)
         self.stems = list(stems)
         for stem in self.stems:
             message = f"The level of {stem.label} must be a number from 0 to 2."
@@ -289,6 +304,38 @@ class MixExportForm(forms.Form):
             )  # fmt: skip
             self.fields[f"mute_{stem.name}"] = forms.BooleanField(required=False)
             self.fields[f"solo_{stem.name}"] = forms.BooleanField(required=False)
+
+    def clean_tempo(self) -> int:
+        value = self.cleaned_data["tempo"]
+        try:
+            return 100 if value is None else practice.check_tempo(value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_semitones(self) -> int:
+        value = self.cleaned_data["semitones"]
+        try:
+            return 0 if value is None else practice.check_semitones(value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean(self) -> dict:
+        data = super().clean()
+        start, end = data.get("loop_start"), data.get("loop_end")
+        if "loop_start" in self.errors or "loop_end" in self.errors or (start is None and end is None):
+            data["loop"] = None
+        elif start is None or end is None:
+            self.add_error("loop_end", practice.MSG_LOOP_PAIR)
+        else:
+            try:
+                data["loop"] = practice.check_loop(start, end, self.duration)
+            except ValueError as error:
+                self.add_error("loop_end", str(error))
+        return data
+
+    def practice_settings(self) -> practice.Practice:
+        data = self.cleaned_data
+        return practice.Practice(data["tempo"], data["semitones"], data["loop"])
 
     def effective_gains(self) -> dict[str, float]:
         data = self.cleaned_data

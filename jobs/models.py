@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from jobs.options import ENGINE_LABELS, PRECISIONS, JobOptions, stem_label
+from jobs.practice import Practice, mix_words
 
 
 def upload_label(filename: str) -> str:
@@ -122,6 +123,16 @@ class Job(models.Model):
     arithmetic = models.CharField(
         max_length=8, blank=True, help_text="the arithmetic it ran in: fp32, bf16 or fp16"
     )
+    tempo_bpm = models.FloatField(
+        null=True, blank=True, help_text="measured on the drums stem; empty: no steady tempo, or not analysed"
+    )
+    beats = models.JSONField(default=list, blank=True, help_text="beat times in seconds, from the drums stem")
+    key = models.CharField(
+        max_length=16, blank=True, db_index=True, help_text='e.g. "A minor", from the harmonic stems'
+    )
+    analysed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when tempo, beats and key were measured; empty: not yet"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     queued_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -197,6 +208,10 @@ class Job(models.Model):
             error_message="",
             engine="",
             arithmetic="",
+            tempo_bpm=None,
+            beats=[],
+            key="",
+            analysed_at=None,
             started_at=timezone.now(),
             finished_at=None,
         )
@@ -207,6 +222,25 @@ class Job(models.Model):
 
     def set_progress(self, percent: int) -> bool:
         return self._transition((self.Status.RUNNING,), progress=max(0, min(100, int(percent))))
+
+    def record_analysis(self, tempo_bpm: float | None, beats: list[float], key: str) -> bool:
+        """Tempo, beats and key as measured (jobs/engine/analysis.py): by the run that separated the
+        job, or later by `manage.py analyse_tracks` on a finished one."""
+        return self._transition(
+            (self.Status.RUNNING, self.Status.SUCCEEDED), tempo_bpm=tempo_bpm, beats=beats, key=key,
+            analysed_at=timezone.now(),
+        )  # fmt: skip
+
+    @property
+    def tempo_and_key(self) -> str:
+        """ "122 BPM · A minor" for people; "no steady tempo" when the beat was not clear, "" before
+        any analysis."""
+        if self.analysed_at is None:
+            return ""
+        parts = [f"{self.tempo_bpm:.0f} BPM" if self.tempo_bpm else "no steady tempo"]
+        if self.key:
+            parts.append(self.key)
+        return " · ".join(parts)
 
     def mark_succeeded(self) -> bool:
         return self._transition(
@@ -365,7 +399,9 @@ class MixExport(models.Model):
     settings_key = models.CharField(
         max_length=64, help_text="hash of the gains and format: same mix, same file"
     )
-    settings = models.JSONField(default=dict, help_text="effective gain per stem, after mute and solo")
+    settings = models.JSONField(
+        default=dict, help_text="effective gain per stem (after mute and solo); tempo, semitones, loop if set"
+    )
     output_format = models.CharField(max_length=16)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -394,8 +430,18 @@ class MixExport(models.Model):
         return self.status in self.FINISHED
 
     @property
+    def practice(self) -> Practice:
+        return Practice.from_dict(self.settings)
+
+    @property
+    def description(self) -> str:
+        """What the file holds: "no vocals - 85% -2st", "mix"."""
+        return " - ".join(filter(None, [mix_words(self.settings.get("gains", {})), self.practice.describe()]))
+
+    @property
     def download_name(self) -> str:
-        return f"{self.job.display_name} - mix.{self.output_format}"
+        """ "Song - no vocals - 85% -2st.mp3": the mutes and solos, then tempo, pitch and loop."""
+        return f"{self.job.display_name} - {self.description}.{self.output_format}"
 
     def _transition(self, allowed: tuple, **fields) -> bool:
         """Write `fields` only if the export is still in an `allowed` status (see Job._transition)."""
@@ -429,6 +475,24 @@ class MixExport(models.Model):
         return self._transition(
             (self.Status.FAILED,), status=self.Status.QUEUED, progress=0, error_message="", finished_at=None
         )
+
+
+class PlayerSettings(models.Model):
+    """How one user last left one job's player (levels, mutes, solos, tempo, pitch, loop, click),
+    so opening the page again picks up where they stopped. Shape: jobs/player_settings.py."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="player_settings")
+    values = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "job"], name="one_player_settings_per_user_job")
+        ]
+
+    def __str__(self) -> str:
+        return f"player settings of {self.user} for {self.job.original_name}"
 
 
 class ApiToken(models.Model):

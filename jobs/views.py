@@ -1,5 +1,6 @@
 """Thin views: parse the request, call one function, render."""
 
+import json
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -7,13 +8,14 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from jobs import player_settings
 from jobs.api.tokens import create_token, revoke_token
 from jobs.background.exports import request_export
 from jobs.background.tasks import MSG_PROCESSING_PAUSED
@@ -93,7 +95,27 @@ def job_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 def job_detail(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
-    return render(request, "jobs/job_detail.html", status_context(job))
+    context = {**status_context(job), "player_settings": player_settings.saved_for(request.user, job)}
+    return render(request, "jobs/job_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_player_settings(request: HttpRequest, job_id) -> HttpResponse:
+    """The player's settings for this user and job: GET reads them, POST (JSON) replaces them."""
+    job = _get_job_for_user(request, job_id)
+    if request.method == "GET":
+        return JsonResponse({"settings": player_settings.saved_for(request.user, job)})
+    if len(request.body) > player_settings.MAX_BODY_BYTES:
+        return JsonResponse({"error": "The player settings are too large."}, status=400)
+    try:
+        values = player_settings.clean(json.loads(request.body), job)
+    except json.JSONDecodeError:
+        return JsonResponse({"error": "Send the player settings as JSON."}, status=400)
+    except player_settings.InvalidSettings as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    player_settings.save(request.user, job, values)
+    return JsonResponse({"settings": values})
 
 
 @login_required
@@ -138,10 +160,12 @@ def export_create(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
     if job.status != Job.Status.SUCCEEDED:
         return render(request, EXPORT_FRAGMENT, {"errors": [MSG_NO_STEMS_TO_MIX]}, status=400)
-    form = MixExportForm(request.POST, job.stems.all())
+    form = MixExportForm(request.POST, job.stems.all(), job.duration_seconds)
     if not form.is_valid():
         return render(request, EXPORT_FRAGMENT, {"errors": form.error_sentences()}, status=400)
-    export = request_export(job, form.effective_gains(), form.cleaned_data["output_format"])
+    export = request_export(
+        job, form.effective_gains(), form.cleaned_data["output_format"], form.practice_settings()
+    )
     return render(request, EXPORT_FRAGMENT, {"export": export, "job": job})
 
 

@@ -112,7 +112,8 @@ def test_mix_of_known_stems_with_known_gains_is_correct_sample_by_sample(
         assert export.size == export.file.size
 
         response = owner_client.get(reverse("export_file", args=[job.pk, export.pk]))
-        assert response["Content-Disposition"] == f'attachment; filename="Song - mix.{export.output_format}"'
+        name = f"Song - {'no other' if export == muted else 'bass and vocals only'}.{export.output_format}"
+        assert response["Content-Disposition"] == f'attachment; filename="{name}"'
         assert b"".join(response.streaming_content) == export.file.read()
 
 

@@ -344,7 +344,7 @@ def test_export_form_posts_the_mixer_settings_and_shows_the_answer_first(live_we
     assert fields == {
         "output_format": "flac",
         "gain_drums": "1", "gain_bass": "0.25", "gain_other": "1", "gain_vocals": "1",
-        "mute_vocals": "on", "solo_bass": "on",
+        "mute_vocals": "on", "solo_bass": "on", "tempo": "100", "semitones": "0",
     }  # fmt: skip
 
 
@@ -360,7 +360,7 @@ def test_export_button_produces_a_downloadable_mix(live_site, owner, finished_jo
     with page.expect_download() as info:
         link.click()
     download = info.value
-    assert download.suggested_filename.endswith(" - mix.wav")
+    assert download.suggested_filename == "Four Tones - no vocals.wav"
     audio, rate = soundfile.read(download.path(), always_2d=True)
     assert (rate, audio.shape[1]) == (44100, 2)
     assert abs(len(audio) / rate - SECONDS) < 0.1

@@ -255,9 +255,10 @@ def stem_download(request: HttpRequest, job_id: UUID, stem_name: str) -> HttpRes
 def create_export(request: HttpRequest, job_id: UUID):
     """Queue (or find) the mix of these settings: 202 while it renders, 200 once it exists finished.
 
-    The same settings always give the same export; mute and solo work as in the mixer; no body
-    means every stem at its level, as MP3. The body is read after the job is found, so another
-    user's job is a 404 whatever is sent.
+    The same settings always give the same export; mute and solo work as in the mixer; `tempo`
+    (percent, 50-150, pitch kept), `semitones` (-12 to 12, tempo kept) and `loop` (`{"start": s,
+    "end": s}`: only that span) as in the player. No body means every stem at its level, as MP3.
+    The body is read after the job is found, so another user's job is a 404 whatever is sent.
     """
     job = _get_job(request, job_id)
     settings = _export_settings(request)
@@ -275,10 +276,13 @@ def create_export(request: HttpRequest, job_id: UUID):
     data.update({f"gain_{name}": str(gain) for name, gain in settings.gains.items()})
     data.update({f"mute_{name}": "on" for name in settings.mute})
     data.update({f"solo_{name}": "on" for name in settings.solo})
-    form = MixExportForm(data, stems)
+    data.update(settings.practice_fields())
+    form = MixExportForm(data, stems, job.duration_seconds)
     if not form.is_valid():
         raise ApiError(400, " ".join(form.error_sentences()), details=form.errors.get_json_data())
-    export = request_export(job, form.effective_gains(), form.cleaned_data["output_format"])
+    export = request_export(
+        job, form.effective_gains(), form.cleaned_data["output_format"], form.practice_settings()
+    )
     return Status(200 if export.is_finished else 202, export_out(request, export))
 
 

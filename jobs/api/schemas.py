@@ -48,6 +48,13 @@ class JobOut(Schema):
     attempt: int
     callback_url: str
     duration_seconds: float | None
+    tempo_bpm: float | None = Field(
+        description="measured tempo in beats per minute; null when the track has no steady tempo or is "
+        "not analysed yet (see analysed)"
+    )
+    beats: list[float] = Field(description="beat times in seconds, from the drums stem")
+    key: str = Field(description='e.g. "A minor"; empty when unknown')
+    analysed: bool = Field(description="whether tempo, beats and key have been measured")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -92,6 +99,11 @@ class StemOut(Schema):
     url: str = Field(description="absolute download URL; send the same Authorization header")
 
 
+class LoopIn(Schema):
+    start: float = Field(description="seconds into the track")
+    end: float = Field(description="seconds into the track, after start")
+
+
 class ExportIn(Schema):
     format: Literal["mp3", "wav", "flac"] = "mp3"
     gains: dict[str, float] = Field(
@@ -99,6 +111,16 @@ class ExportIn(Schema):
     )
     mute: list[str] = Field(default_factory=list)
     solo: list[str] = Field(default_factory=list)
+    tempo: float = Field(100, description="percent of the original tempo, whole, 50 to 150; pitch is kept")
+    semitones: float = Field(0, description="pitch shift in whole semitones, -12 to 12; tempo is kept")
+    loop: LoopIn | None = Field(None, description="export only this span of the track")
+
+    def practice_fields(self) -> dict[str, str]:
+        """The practice settings as the export form's fields, so both are checked by one form."""
+        fields = {"tempo": str(self.tempo), "semitones": str(self.semitones)}
+        if self.loop is not None:
+            fields.update(loop_start=str(self.loop.start), loop_end=str(self.loop.end))
+        return fields
 
 
 class ExportOut(Schema):
@@ -107,6 +129,10 @@ class ExportOut(Schema):
     progress: int
     format: str
     gains: dict[str, float] = Field(description="effective gain per stem, after mute and solo")
+    tempo: int = Field(description="percent of the original tempo")
+    semitones: int
+    loop: list[float] | None = Field(description="[start, end] in seconds when only a span was exported")
+    name: str = Field(description="the file name it downloads as")
     error_message: str
     size: int
     created_at: datetime
@@ -130,6 +156,10 @@ def job_out(request: HttpRequest, job: Job) -> dict:
         "attempt": job.attempt,
         "callback_url": job.callback_url,
         "duration_seconds": job.duration_seconds,
+        "tempo_bpm": job.tempo_bpm,
+        "beats": job.beats,
+        "key": job.key,
+        "analysed": job.analysed_at is not None,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -146,6 +176,10 @@ def export_out(request: HttpRequest, export: MixExport) -> dict:
         "progress": export.progress,
         "format": export.output_format,
         "gains": export.settings.get("gains", {}),
+        "tempo": export.practice.tempo,
+        "semitones": export.practice.semitones,
+        "loop": list(export.practice.loop) if export.practice.loop else None,
+        "name": export.download_name,
         "error_message": export.error_message,
         "size": export.size,
         "created_at": export.created_at,

@@ -1,8 +1,10 @@
 """Custom mixes: the effective gains of a mixer's settings, one export per distinct mix, its RQ task.
 
-The same gains and format on the same job always map to the same MixExport row (settings_key),
-so asking twice never renders twice. The task decodes each stem, sums gain x stem in float32 and
-writes the file with the encoders the stems use; a mix that would clip is turned down as a
+The same gains, practice settings (tempo, pitch, loop) and format on the same job always map to
+the same MixExport row (settings_key), so asking twice never renders twice. The task decodes each
+stem, sums gain x stem in float32, cuts the loop's span, changes tempo and pitch of the whole mix
+in one Rubber Band run (jobs/engine/stretch.py: the stems share one time map, as in the player)
+and writes the file with the encoders the stems use; a mix that would clip is turned down as a
 whole (demucs' `clip="rescale"`), never hard-limited, so its balance is what the mixer played.
 """
 
@@ -24,14 +26,16 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
-from jobs.engine import audio
+from jobs.engine import audio, stretch
 from jobs.models import Job, MixExport
+from jobs.practice import Practice
 from jobs.realtime.events import publish_export_state
 from jobs.storage_errors import FULL, READ_ONLY, STORAGE_EXCEPTIONS, UNREACHABLE, storage_problem
 
 logger = logging.getLogger(__name__)
 
 MIX_SAMPLE_RATE = 44100
+AS_RECORDED = Practice()  # original tempo and pitch, the whole track
 MAX_GAIN = 2.0
 
 
@@ -61,6 +65,10 @@ MSG_STEM_UNREADABLE = (
     "A stem of this track could not be read back, so the mix was not made. Separate the track again, "
     "then export the mix."
 )
+MSG_STRETCH = (
+    "Changing the tempo or pitch of the mix failed on the server. Try again, or export it at the "
+    "original tempo and pitch."
+)
 MSG_INTERNAL = "The mix failed because of an error on the server. The site's staff can see the details."
 MSG_WORKER_LOST = "The worker stopped unexpectedly while mixing. Try the export again."
 
@@ -73,26 +81,31 @@ def effective_gains(gains: dict[str, float], muted: set[str], soloed: set[str]) 
     return {name: 0.0 if name in muted else gain for name, gain in gains.items()}
 
 
-def settings_key(gains: dict[str, float], output_format: str) -> str:
-    """The same mix (gains to 4 decimals) in the same format gives the same key."""
+def settings_key(gains: dict[str, float], output_format: str, practice: Practice = AS_RECORDED) -> str:
+    """The same mix (gains to 4 decimals, tempo, pitch, loop to 10 ms) in the same format gives the
+    same key; a mix at the original tempo and pitch of the whole track keeps the key it always had."""
     canonical = {
         "gains": {name: round(gain, 4) for name, gain in sorted(gains.items())},
         "format": output_format,
     }
+    if not practice.is_plain:
+        canonical["practice"] = practice.as_dict()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def request_export(job: Job, gains: dict[str, float], output_format: str) -> MixExport:
+def request_export(
+    job: Job, gains: dict[str, float], output_format: str, practice: Practice = AS_RECORDED
+) -> MixExport:
     """The export for these settings: an existing one as it is (a failed one is queued again),
     or a new one queued for a worker."""
-    key = settings_key(gains, output_format)
+    key = settings_key(gains, output_format, practice)
     gains = {name: round(gain, 4) for name, gain in gains.items()}
     try:
         with transaction.atomic():
             export, created = MixExport.objects.get_or_create(
                 job=job,
                 settings_key=key,
-                defaults={"settings": {"gains": gains}, "output_format": output_format},
+                defaults={"settings": {"gains": gains, **practice.as_dict()}, "output_format": output_format},
             )
     except IntegrityError:  # the same mix asked for twice at once: the other request made it
         export, created = MixExport.objects.get(job=job, settings_key=key), False
@@ -147,6 +160,9 @@ def render_export(export_id: str) -> None:
     except audio.AudioError as error:
         logger.error("Mix export %s: a stem could not be decoded: %s", export.pk, error)
         _fail(export, MSG_STEM_UNREADABLE)
+    except stretch.StretchFailed as error:
+        logger.error("Mix export %s: %s", export.pk, error)
+        _fail(export, MSG_STRETCH)
     except Exception as error:
         problem = storage_problem(error)
         if problem is None:
@@ -208,6 +224,9 @@ def _render(export: MixExport) -> tuple[str, int]:
                 publish_export_state(export)
 
         mix = mix_stems(inputs, limit, timeout=max(60, limit), on_stem=decoded)
+        mix = apply_practice(mix, MIX_SAMPLE_RATE, export.practice, timeout=max(60, limit))
+        if export.set_progress(85):
+            publish_export_state(export)
         target = Path(workdir) / f"mix.{fmt.extension}"
         import torch  # here, in the work horse: web processes import this module too
 
@@ -218,6 +237,23 @@ def _render(export: MixExport) -> tuple[str, int]:
         if export.set_progress(90):
             publish_export_state(export)
         return _store(export, target), target.stat().st_size
+
+
+EDGE_FADE_SECONDS = 0.005  # a loop cut mid-note starts and ends with this fade instead of a click
+
+
+def apply_practice(mix: np.ndarray, rate: int, practice: Practice, timeout: float) -> np.ndarray:
+    """The loop's span of `[2, samples]` (faded at its cut edges), at the practice tempo and pitch."""
+    if practice.loop is not None:
+        start, end = (min(mix.shape[1], int(round(seconds * rate))) for seconds in practice.loop)
+        mix = mix[:, start:end].copy()
+        fade = np.linspace(0.0, 1.0, min(int(EDGE_FADE_SECONDS * rate), mix.shape[1] // 2), dtype=np.float32)
+        if len(fade):
+            mix[:, : len(fade)] *= fade
+            mix[:, -len(fade) :] *= fade[::-1]
+    if practice.changes_sound and mix.shape[1]:
+        mix = stretch.stretch(mix, rate, practice.tempo / 100, practice.semitones, timeout)
+    return mix
 
 
 def _store(export: MixExport, target: Path) -> str:

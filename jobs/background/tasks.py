@@ -18,6 +18,7 @@ from rq import get_current_job
 from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
+from jobs.background.analysis import analyse_separation
 from jobs.engine import audio
 from jobs.engine.peaks import compute_peaks, encoder_scale
 from jobs.models import Job, Stem
@@ -201,6 +202,7 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
             model, wav, sample_rate, run_options, lambda f: report(0.05 + 0.85 * f), plan=plan
         )
         del wav
+        analyse_separation(job, stems, model.samplerate)
         if options.two_stems:
             stems = separation.two_stems(stems, options.two_stems)
         encoded = []
@@ -354,15 +356,17 @@ class _ProgressReporter:
 
 
 def preload_model(name: str) -> str:
-    """Load a model in the worker's parent, so the job forked next (and every later one) starts warm.
+    """Load a model (and the tempo and key analysis) in the worker's parent, so the job forked next
+    (and every later one) starts warm.
 
     Runs single-threaded and on the CPU: no torch thread pool and no CUDA may exist in a parent
     that forks. Returns the sentence saying why the model cannot load, or "" when it loaded.
     """
     import torch
 
-    from jobs.engine import execution, openvino_runtime, separation
+    from jobs.engine import analysis, execution, openvino_runtime, separation
 
+    analysis.preload()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -17,6 +17,7 @@ def status_context(job: Job, estimate: Estimate | None = None) -> dict:
     context = {"job": job, "estimate": estimate}
     if job.status == Job.Status.SUCCEEDED:
         context["mixer_stems"] = mixer_stems(job)
+        context["mixer_track"] = {"tempo_bpm": job.tempo_bpm, "beats": job.beats, "key": job.key}
     return context
 
 

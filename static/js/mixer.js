@@ -1,44 +1,110 @@
 // The stem player on a finished job's page: one transport for every stem, a volume, mute and solo
-// per stem, waveforms drawn from the peaks the worker stored. Every stem is decoded once into an
-// AudioBuffer and started at the same AudioContext time with the same offset, so the stems stay
-// sample-aligned through play, pause and seek. The export form's hidden fields follow the controls.
+// per stem, waveforms drawn from the peaks the worker stored, and the practice tools: tempo (pitch
+// kept), pitch (tempo kept), an A-B loop, a click on the track's beats and a count-in.
+//
+// Every stem plays through ONE Signalsmith Stretch node whose channels are all the stems' channels
+// (two per stem), split after it into a gain per stem: the stems share one time map, so they stay
+// sample-aligned through tempo changes, seeks and loops. The player's clock follows the same map
+// (input position, context time it is heard at, rate), so at 80% tempo it runs at 0.8 of real time.
+// The export form's hidden fields follow the controls; the settings are saved per user and job.
 
-const START_DELAY = 0.05; // seconds between scheduling the sources and their common start time
+import SignalsmithStretch from "../vendor/signalsmith-stretch/SignalsmithStretch.mjs";
+import { Metronome } from "./metronome.js";
+
+// The worklet loads the same file from the site (no blob: URL, so a CSP needs no blob: source).
+SignalsmithStretch.moduleUrl = new URL(
+  "../vendor/signalsmith-stretch/SignalsmithStretch.mjs",
+  import.meta.url,
+).href;
+
+const START_DELAY = 0.05; // seconds past the stretch's own latency before a change is heard
 const GAIN_SMOOTHING = 0.01; // time constant of a gain change while playing: no clicks
+const FADE = 0.012; // seconds of fade where playback starts, stops or jumps
+const SAVE_DELAY_MS = 800; // settings are saved this long after the last change
+const MIN_LOOP = 0.1; // seconds; the server's limit too (jobs/practice.py)
+const COUNT_IN_BEATS = 4; // one bar of 4/4
+const TEMPO_RANGE = [50, 150];
+const SEMITONE_RANGE = [-12, 12];
 
 function formatTime(seconds) {
   const whole = Math.max(0, Math.floor(seconds));
   return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
 }
 
-function isTypingTarget(element) {
+function formatPrecise(seconds) {
+  const tenths = Math.max(0, Math.round(seconds * 10));
+  return `${Math.floor(tenths / 600)}:${String(Math.floor(tenths / 10) % 60).padStart(2, "0")}.${tenths % 10}`;
+}
+
+export function describePractice(tempo, semitones) {
+  const pitch =
+    semitones === 0
+      ? "original pitch"
+      : `${semitones > 0 ? "+" : "-"}${Math.abs(semitones)} semitone${Math.abs(semitones) === 1 ? "" : "s"}`;
+  return `${tempo}% · ${pitch}`;
+}
+
+// Whether a key typed here belongs to the element: text fields always; a focused button or link
+// takes Space itself (it presses it), but not the loop keys.
+function isTypingTarget(element, space) {
   if (!element || element === document.body) return false;
   if (element.isContentEditable) return true;
   const tag = element.tagName;
-  if (tag === "TEXTAREA" || tag === "SELECT" || tag === "BUTTON" || tag === "A") return true;
+  if (tag === "TEXTAREA" || tag === "SELECT") return true;
+  if (tag === "BUTTON" || tag === "A") return space;
   if (tag === "INPUT") return !["range", "checkbox", "radio"].includes(element.type);
   return false;
+}
+
+function clamp(value, [low, high]) {
+  return Math.max(low, Math.min(high, value));
+}
+
+function readJson(root, selector, fallback) {
+  const element = root.querySelector(selector);
+  return element ? JSON.parse(element.textContent) || fallback : fallback;
 }
 
 class Mixer {
   constructor(root) {
     this.root = root;
-    this.stems = JSON.parse(root.querySelector("#mixer-stems").textContent);
+    this.stems = readJson(root, "#mixer-stems", []);
+    this.analysis = readJson(root, "#mixer-track", {}); // tempo_bpm and beats the worker measured
+    this.beats = this.analysis.beats || [];
     this.duration = Math.max(0, ...this.stems.map((stem) => stem.duration || 0));
     this.context = new AudioContext();
+    this.fader = this.context.createGain(); // fades where playback starts, stops or jumps
+    this.fader.connect(this.context.destination);
     this.master = this.context.createGain();
-    this.master.connect(this.context.destination);
+    this.master.connect(this.fader);
+    this.metronome = new Metronome(this.context, this.context.destination, (from, to) =>
+      this.beatTimes(from, to),
+    );
+    this.stretch = null;
+    this.latency = 0;
     this.playing = false;
-    this.position = 0; // seconds into the track while paused; the offset of the last start while playing
-    this.startedAt = 0; // context time at which the sources started playing from `position`
-    this.sources = [];
+    this.position = 0; // seconds into the track while paused
+    this.segments = []; // while playing: {startedAt, position, rate, loop}, as scheduled on the stretch
+    this.countIn = null; // {clicks, start} of the last count-in
     this.starts = {};
     this.frame = 0;
+    this.tempo = 100;
+    this.semitones = 0;
+    this.loopA = null;
+    this.loopB = null;
+    this.clickOn = false;
+    this.countInOn = false;
+    this.saveTimer = 0;
+    this.saved = null;
     this.tracks = this.stems.map((stem) => this.track(stem));
     this.transport();
+    this.practice();
+    this.restore(readJson(root, "#player-settings", {}));
     this.applyGains();
+    this.showPractice();
     this.tracks.forEach((track) => this.load(track));
     new ResizeObserver(() => this.tracks.forEach((track) => this.draw(track))).observe(root);
+    addEventListener("pagehide", () => this.saveNow(true));
   }
 
   track(stem) {
@@ -46,40 +112,51 @@ class Mixer {
     const gain = this.context.createGain();
     gain.connect(this.master);
     const track = {
-      stem, row, gain, buffer: null, volume: 1, muted: false, soloed: false, silent: false,
+      stem, row, gain, buffer: null, decoded: false, volume: 1, muted: false, soloed: false, silent: false,
       canvas: row.querySelector("canvas"),
       playhead: row.querySelector(".playhead"),
       status: row.querySelector("[data-stem-loading]"),
+      volumeInput: row.querySelector("[data-volume]"),
+      muteButton: row.querySelector("[data-mute]"),
+      soloButton: row.querySelector("[data-solo]"),
       exportGain: this.root.querySelector(`[data-export-gain="${CSS.escape(stem.name)}"]`),
       exportMute: this.root.querySelector(`[data-export-mute="${CSS.escape(stem.name)}"]`),
       exportSolo: this.root.querySelector(`[data-export-solo="${CSS.escape(stem.name)}"]`),
     };
     row.querySelector("[data-wave]").hidden = false;
     row.querySelector("[data-controls]").hidden = false;
-    const volume = row.querySelector("[data-volume]");
-    const showVolume = () => volume.setAttribute("aria-valuetext", `${Math.round(track.volume * 100)}%`);
-    volume.addEventListener("input", () => {
-      track.volume = Number(volume.value);
-      showVolume();
+    track.volumeInput.addEventListener("input", () => {
+      track.volume = Number(track.volumeInput.value);
       this.applyGains();
+      this.changed();
     });
-    showVolume();
-    const mute = row.querySelector("[data-mute]");
-    mute.addEventListener("click", () => {
+    track.muteButton.addEventListener("click", () => {
       track.muted = !track.muted;
-      mute.setAttribute("aria-pressed", String(track.muted));
       this.applyGains();
+      this.changed();
     });
-    const solo = row.querySelector("[data-solo]");
-    solo.addEventListener("click", () => {
+    track.soloButton.addEventListener("click", () => {
       track.soloed = !track.soloed;
-      solo.setAttribute("aria-pressed", String(track.soloed));
       this.applyGains();
+      this.changed();
     });
-    track.canvas.parentElement.addEventListener("click", (event) => {
+    const wave = track.canvas.parentElement;
+    wave.addEventListener("click", (event) => {
       const box = track.canvas.getBoundingClientRect();
       this.seek(((event.clientX - box.left) / box.width) * this.duration);
     });
+    track.loopRegion = Object.assign(document.createElement("span"), { className: "loop-region", hidden: true });
+    track.markers = ["a", "b"].map((which) => {
+      const marker = Object.assign(document.createElement("span"), {
+        className: `loop-marker loop-marker-${which}`, hidden: true,
+        title: which === "a" ? "Loop start (A): drag to move" : "Loop end (B): drag to move",
+      });
+      marker.dataset.marker = which;
+      marker.addEventListener("pointerdown", (event) => this.dragMarker(event, which, wave));
+      marker.addEventListener("click", (event) => event.stopPropagation());
+      return marker;
+    });
+    wave.append(track.loopRegion, ...track.markers);
     this.draw(track);
     return track;
   }
@@ -98,6 +175,113 @@ class Mixer {
     this.setDuration(this.duration);
   }
 
+  practice() {
+    const panel = this.root.querySelector("[data-practice]");
+    panel.hidden = false;
+    const find = (name) => panel.querySelector(`[data-${name}]`);
+    this.controls = {
+      tempo: find("tempo"), tempoValue: find("tempo-value"), tempoReset: find("tempo-reset"),
+      semitones: find("semitones"), semitonesValue: find("semitones-value"), semitonesReset: find("semitones-reset"),
+      summary: find("practice-summary"), bpm: find("practice-bpm"),
+      loopA: find("loop-a"), loopB: find("loop-b"), loopClear: find("loop-clear"), loopText: find("loop-text"),
+      click: find("click"), clickVolume: find("click-volume"), countIn: find("count-in"),
+      exportTempo: this.root.querySelector("[data-export-tempo]"),
+      exportSemitones: this.root.querySelector("[data-export-semitones]"),
+      exportLoop: this.root.querySelector("[data-export-loop]"),
+      exportLoopStart: this.root.querySelector("[data-export-loop-start]"),
+      exportLoopEnd: this.root.querySelector("[data-export-loop-end]"),
+    };
+    const c = this.controls;
+    c.tempo.addEventListener("input", () => this.setTempo(Number(c.tempo.value)));
+    c.tempoReset.addEventListener("click", () => this.setTempo(100));
+    c.semitones.addEventListener("input", () => this.setSemitones(Number(c.semitones.value)));
+    c.semitonesReset.addEventListener("click", () => this.setSemitones(0));
+    c.loopA.addEventListener("click", () => this.setLoopA());
+    c.loopB.addEventListener("click", () => this.setLoopB());
+    c.loopClear.addEventListener("click", () => this.clearLoop());
+    c.exportLoop.addEventListener("change", () => this.showPractice());
+    const steady = this.beats.length > 0;
+    for (const input of [c.click, c.countIn]) input.disabled = !steady;
+    c.click.addEventListener("change", () => {
+      this.clickOn = c.click.checked;
+      this.metronome.enabled = this.clickOn;
+      this.changed();
+    });
+    c.clickVolume.addEventListener("input", () => {
+      this.metronome.setVolume(Number(c.clickVolume.value));
+      this.changed();
+    });
+    c.countIn.addEventListener("change", () => {
+      this.countInOn = c.countIn.checked;
+      this.changed();
+    });
+  }
+
+  // Saved settings (jobs/player_settings.py's shape) back into the controls, before any audio.
+  restore(saved) {
+    const levels = saved.levels || {};
+    for (const track of this.tracks) {
+      const name = track.stem.name;
+      if (name in levels) track.volume = Number(levels[name]);
+      track.muted = (saved.muted || []).includes(name);
+      track.soloed = (saved.soloed || []).includes(name);
+      track.volumeInput.value = String(track.volume);
+    }
+    this.tempo = clamp(Number(saved.tempo) || 100, TEMPO_RANGE);
+    this.semitones = clamp(Number(saved.semitones) || 0, SEMITONE_RANGE);
+    if (saved.loop) [this.loopA, this.loopB] = [saved.loop.start, saved.loop.end];
+    if (saved.loop && this.loopA < this.loopB) this.position = this.loopA;
+    const c = this.controls;
+    this.clickOn = Boolean(saved.click) && !c.click.disabled;
+    this.countInOn = Boolean(saved.count_in) && !c.countIn.disabled;
+    c.click.checked = this.clickOn;
+    c.countIn.checked = this.countInOn;
+    this.metronome.enabled = this.clickOn;
+    if (typeof saved.click_volume === "number") c.clickVolume.value = String(saved.click_volume);
+    this.metronome.setVolume(Number(c.clickVolume.value));
+    this.saved = this.settings();
+  }
+
+  settings() {
+    const loop = this.loop();
+    return {
+      levels: Object.fromEntries(this.tracks.map((track) => [track.stem.name, track.volume])),
+      muted: this.tracks.filter((track) => track.muted).map((track) => track.stem.name),
+      soloed: this.tracks.filter((track) => track.soloed).map((track) => track.stem.name),
+      tempo: this.tempo,
+      semitones: this.semitones,
+      loop: loop ? { start: Math.round(loop.start * 100) / 100, end: Math.round(loop.end * 100) / 100 } : null,
+      click: this.clickOn,
+      click_volume: Number(this.controls.clickVolume.value),
+      count_in: this.countInOn,
+    };
+  }
+
+  changed() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => this.saveNow(false), SAVE_DELAY_MS);
+  }
+
+  async saveNow(leaving) {
+    clearTimeout(this.saveTimer);
+    const settings = this.settings();
+    if (JSON.stringify(settings) === JSON.stringify(this.saved) || !this.root.dataset.settingsUrl) return;
+    const token = this.root.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
+    try {
+      const response = await fetch(this.root.dataset.settingsUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        keepalive: leaving,
+        headers: { "Content-Type": "application/json", "X-CSRFToken": token },
+        body: JSON.stringify(settings),
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      this.saved = settings;
+    } catch (error) {
+      console.error("player settings not saved:", error);
+    }
+  }
+
   setDuration(seconds) {
     this.duration = seconds;
     this.seekBar.max = String(seconds);
@@ -114,6 +298,7 @@ class Mixer {
       const data = await this.read(response, track);
       track.status.textContent = "Decoding…";
       track.buffer = await this.context.decodeAudioData(data);
+      track.decoded = true;
       track.status.textContent = "";
       track.row.dataset.loading = "false";
     } catch (error) {
@@ -146,16 +331,53 @@ class Mixer {
     return data.buffer;
   }
 
-  loaded() {
+  async loaded() {
     const pending = this.tracks.filter((track) => track.row.dataset.loading === "true").length;
-    const ready = this.tracks.filter((track) => track.buffer);
+    const ready = this.tracks.filter((track) => track.decoded);
     const count = this.tracks.length;
     this.loadingText.textContent = pending ? `Loading audio: ${count - pending} of ${count} stems ready` : "";
-    if (pending || !ready.length) return;
-    this.setDuration(Math.max(...ready.map((track) => track.buffer.duration)));
+    if (pending || !ready.length || this.stretch) return;
+    this.loadingText.textContent = "Preparing the player…";
+    try {
+      await this.connectStretch();
+    } catch (error) {
+      this.loadingText.textContent = "This browser could not start the player.";
+      console.error("stretch:", error);
+      return;
+    }
+    this.loadingText.textContent = "";
     this.playButton.disabled = false;
     this.seekBar.disabled = false;
     this.root.dataset.ready = "true";
+  }
+
+  // All stems into one stretch node, 2 channels each (a stem that failed to load is silence).
+  async connectStretch() {
+    const length = Math.max(...this.tracks.map((track) => (track.buffer ? track.buffer.length : 0)));
+    const channels = this.tracks.length * 2;
+    const stretch = await SignalsmithStretch(this.context, {
+      numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [channels],
+    });
+    const splitter = this.context.createChannelSplitter(channels);
+    stretch.connect(splitter);
+    const data = [];
+    this.tracks.forEach((track, index) => {
+      const merger = this.context.createChannelMerger(2);
+      splitter.connect(merger, index * 2, 0);
+      splitter.connect(merger, index * 2 + 1, 1);
+      merger.connect(track.gain);
+      for (const channel of [0, 1]) {
+        const samples = new Float32Array(length);
+        if (track.buffer) track.buffer.copyFromChannel(samples, Math.min(channel, track.buffer.numberOfChannels - 1));
+        data.push(samples);
+      }
+      track.buffer = null; // the node holds the samples now
+    });
+    await stretch.addBuffers(data, data.map((samples) => samples.buffer));
+    await stretch.setUpdateInterval(0.05);
+    this.latency = await stretch.latency();
+    this.stretch = stretch;
+    this.setDuration(length / this.context.sampleRate);
   }
 
   effectiveGain(track) {
@@ -169,13 +391,12 @@ class Mixer {
     for (const track of this.tracks) {
       const value = this.effectiveGain(track);
       track.target = value;
-      if (this.playing) {
-        track.gain.gain.cancelScheduledValues(now);
-        track.gain.gain.setTargetAtTime(value, now, GAIN_SMOOTHING);
-      } else {
-        track.gain.gain.cancelScheduledValues(now);
-        track.gain.gain.value = value;
-      }
+      track.gain.gain.cancelScheduledValues(now);
+      if (this.playing) track.gain.gain.setTargetAtTime(value, now, GAIN_SMOOTHING);
+      else track.gain.gain.value = value;
+      track.muteButton.setAttribute("aria-pressed", String(track.muted));
+      track.soloButton.setAttribute("aria-pressed", String(track.soloed));
+      track.volumeInput.setAttribute("aria-valuetext", `${Math.round(track.volume * 100)}%`);
       if (track.row.classList.toggle("silent", value === 0) !== track.silent) {
         track.silent = value === 0;
         this.draw(track);
@@ -186,17 +407,87 @@ class Mixer {
     }
   }
 
+  // --- The clock: where in the track the audio heard at context time `time` comes from.
+
+  loop() {
+    if (this.loopA === null || this.loopB === null || this.loopB - this.loopA < MIN_LOOP) return null;
+    return { start: this.loopA, end: this.loopB };
+  }
+
+  segmentAt(time) {
+    let found = this.segments[0];
+    for (const segment of this.segments) if (segment.startedAt <= time) found = segment;
+    return found;
+  }
+
+  clockAt(time) {
+    const segment = this.segmentAt(time);
+    if (!segment) return this.position;
+    let at = segment.position + Math.max(0, time - segment.startedAt) * segment.rate;
+    const loop = segment.loop;
+    if (loop && at >= loop.end) at = loop.start + ((at - loop.start) % (loop.end - loop.start));
+    return Math.min(this.duration, at);
+  }
+
   currentTime() {
-    if (!this.playing) return this.position;
-    return Math.min(this.duration, this.position + Math.max(0, this.context.currentTime - this.startedAt));
+    return this.playing ? this.clockAt(this.context.currentTime) : this.position;
+  }
+
+  // From context time `when` on, play the track from `offset` at the current tempo, pitch and loop
+  // (the loop only while the playhead is before its end). Earlier segments keep playing until then.
+  schedule(offset, when) {
+    const loop = this.loop();
+    const live = loop && offset < loop.end ? loop : null;
+    const rate = this.tempo / 100;
+    this.segments = this.segments.filter((segment) => segment.startedAt < when);
+    const now = this.context.currentTime;
+    while (this.segments.length > 1 && this.segments[1].startedAt <= now) this.segments.shift();
+    this.segments.push({ startedAt: when, position: offset, rate, loop: live });
+    this.stretch.schedule({
+      active: true, output: when, input: offset, rate, semitones: this.semitones,
+      loopStart: live ? live.start : 0, loopEnd: live ? live.end : 0,
+    });
+    for (const track of this.tracks) if (track.decoded) this.starts[track.stem.name] = { when, offset };
+    this.metronome.restart(when);
+  }
+
+  nextChange() {
+    return this.context.currentTime + this.latency + START_DELAY;
+  }
+
+  // A dip in the output around `when`, where the audio jumps (a seek, a loop moved under the playhead).
+  dipAt(when) {
+    const gain = this.fader.gain;
+    gain.cancelScheduledValues(this.context.currentTime);
+    gain.setValueAtTime(1, Math.max(this.context.currentTime, when - FADE));
+    gain.linearRampToValueAtTime(0, when);
+    gain.linearRampToValueAtTime(1, when + FADE);
   }
 
   async play() {
     if (this.playing || this.playButton.disabled) return;
     await this.context.resume();
     if (this.position >= this.duration) this.position = 0;
+    let when = this.nextChange();
+    this.countIn = null;
+    const period = this.beatPeriod();
+    if (this.countInOn && period) {
+      const clicks = Array.from({ length: COUNT_IN_BEATS }, (_, beat) => when + beat * period);
+      clicks.forEach((time, beat) => this.metronome.click(time, beat === 0));
+      const next = this.beats.find((beat) => beat >= this.position);
+      const lead = next === undefined ? 0 : (next - this.position) / (this.tempo / 100);
+      when += COUNT_IN_BEATS * period - (lead < period * 0.99 ? lead : 0);
+      this.countIn = { clicks, start: when };
+    }
     this.playing = true;
-    this.startSources(this.position);
+    this.segments = [];
+    const gain = this.fader.gain;
+    gain.cancelScheduledValues(this.context.currentTime);
+    gain.setValueAtTime(0, this.context.currentTime);
+    gain.setValueAtTime(0, when);
+    gain.linearRampToValueAtTime(1, when + FADE);
+    this.schedule(this.position, when);
+    this.applyGains();
     this.playButton.textContent = "Pause";
     this.playButton.setAttribute("aria-pressed", "true");
     this.tick();
@@ -205,7 +496,14 @@ class Mixer {
   pause() {
     if (!this.playing) return;
     this.position = this.currentTime();
-    this.stopSources();
+    const now = this.context.currentTime;
+    const gain = this.fader.gain;
+    gain.cancelScheduledValues(now);
+    gain.setValueAtTime(gain.value, now);
+    gain.linearRampToValueAtTime(0, now + FADE);
+    this.stretch.schedule({ active: false, output: now + FADE });
+    this.metronome.stop();
+    this.segments = [];
     this.playing = false;
     this.playButton.textContent = "Play";
     this.playButton.setAttribute("aria-pressed", "false");
@@ -221,34 +519,162 @@ class Mixer {
   seek(seconds) {
     const target = Math.max(0, Math.min(this.duration, seconds));
     this.position = target;
-    if (this.playing) this.startSources(target);
+    if (this.playing) {
+      const when = this.nextChange();
+      this.segments = [];
+      this.dipAt(when);
+      this.schedule(target, when);
+    }
     this.showPosition(target);
   }
 
-  // Every source of one start shares one context time and one offset: that is the alignment.
-  startSources(offset) {
-    this.stopSources();
-    const when = this.context.currentTime + START_DELAY;
-    this.position = offset;
-    this.startedAt = when;
-    this.starts = {};
-    for (const track of this.tracks) {
-      if (!track.buffer) continue;
-      const source = this.context.createBufferSource();
-      source.buffer = track.buffer;
-      source.connect(track.gain);
-      source.start(when, Math.min(offset, track.buffer.duration));
-      this.sources.push(source);
-      this.starts[track.stem.name] = { when, offset };
-    }
+  // --- Practice controls.
+
+  setTempo(percent) {
+    this.tempo = clamp(Math.round(percent), TEMPO_RANGE);
+    this.restretch();
+    this.showPractice();
+    this.changed();
   }
 
-  stopSources() {
-    for (const source of this.sources) {
-      source.stop();
-      source.disconnect();
+  setSemitones(semitones) {
+    this.semitones = clamp(Math.round(semitones), SEMITONE_RANGE);
+    this.restretch();
+    this.showPractice();
+    this.changed();
+  }
+
+  // Tempo, pitch or loop changed while playing: carry on from where the audio will be, no jump.
+  restretch() {
+    if (!this.playing || !this.stretch) return;
+    const when = this.nextChange();
+    this.schedule(this.clockAt(when), when);
+  }
+
+  setLoopA() {
+    this.loopA = this.currentTime();
+    if (this.loopB !== null && this.loopB - this.loopA < MIN_LOOP) this.loopB = null;
+    this.loopChanged();
+  }
+
+  setLoopB() {
+    const time = this.currentTime();
+    if (this.loopA === null) this.loopA = 0;
+    if (time - this.loopA < MIN_LOOP) return;
+    this.loopB = time;
+    this.loopChanged();
+  }
+
+  clearLoop() {
+    this.loopA = this.loopB = null;
+    this.loopChanged();
+  }
+
+  // A loop that the playhead has passed starts over at A; otherwise playback carries on into it.
+  loopChanged() {
+    const loop = this.loop();
+    if (loop && this.currentTime() >= loop.end) this.seek(loop.start);
+    else this.restretch();
+    this.showPractice();
+    this.changed();
+  }
+
+  dragMarker(event, which, wave) {
+    event.preventDefault();
+    event.stopPropagation();
+    const marker = event.currentTarget;
+    marker.setPointerCapture(event.pointerId);
+    const move = (moved) => {
+      const box = wave.getBoundingClientRect();
+      const time = clamp(((moved.clientX - box.left) / box.width) * this.duration, [0, this.duration]);
+      if (which === "a") this.loopA = this.loopB === null ? time : Math.min(time, this.loopB - MIN_LOOP);
+      else this.loopB = Math.max(time, (this.loopA ?? 0) + MIN_LOOP);
+      this.showPractice();
+    };
+    const end = () => {
+      marker.removeEventListener("pointermove", move);
+      marker.removeEventListener("pointerup", end);
+      marker.removeEventListener("pointercancel", end);
+      this.loopChanged();
+    };
+    marker.addEventListener("pointermove", move);
+    marker.addEventListener("pointerup", end);
+    marker.addEventListener("pointercancel", end);
+  }
+
+  beatPeriod() {
+    const bpm = this.analysis.tempo_bpm;
+    return bpm ? 60 / (bpm * (this.tempo / 100)) : 0;
+  }
+
+  // [context time, accent] of every beat heard between context times `from` and `to`.
+  beatTimes(from, to) {
+    const found = [];
+    this.segments.forEach((segment, index) => {
+      const next = this.segments[index + 1];
+      const start = Math.max(from, segment.startedAt);
+      const end = Math.min(to, next ? next.startedAt : to);
+      if (end <= start || !segment.rate) return;
+      const first = this.clockAt(start);
+      const last = first + (end - start) * segment.rate;
+      const loop = segment.loop;
+      const spans = [[first, Math.min(last, loop ? loop.end : last), start]];
+      if (loop && last > loop.end) {
+        spans.push([loop.start, loop.start + last - loop.end, start + (loop.end - first) / segment.rate]);
+      }
+      for (const [a, b, at] of spans) {
+        for (const beat of this.beats) {
+          if (beat >= a && beat < b) found.push([at + (beat - a) / segment.rate, false]);
+        }
+      }
+    });
+    return found;
+  }
+
+  showPractice() {
+    const c = this.controls;
+    c.tempo.value = String(this.tempo);
+    c.tempo.setAttribute("aria-valuetext", `${this.tempo}%`);
+    c.tempoValue.textContent = `${this.tempo}%`;
+    c.tempoReset.disabled = this.tempo === 100;
+    c.semitones.value = String(this.semitones);
+    const pitch = `${this.semitones > 0 ? "+" : ""}${this.semitones}`;
+    c.semitones.setAttribute("aria-valuetext", `${pitch} semitones`);
+    c.semitonesValue.textContent = pitch;
+    c.semitonesReset.disabled = this.semitones === 0;
+    c.summary.textContent = describePractice(this.tempo, this.semitones);
+    if (c.bpm && this.analysis.tempo_bpm) {
+      c.bpm.textContent = `${Math.round((this.analysis.tempo_bpm * this.tempo) / 100)} BPM`;
     }
-    this.sources = [];
+    const loop = this.loop();
+    c.loopText.textContent = loop
+      ? `Loop ${formatPrecise(loop.start)} – ${formatPrecise(loop.end)}`
+      : this.loopA !== null
+        ? `A at ${formatPrecise(this.loopA)}: set B`
+        : "No loop";
+    c.loopClear.disabled = this.loopA === null;
+    c.exportTempo.value = String(this.tempo);
+    c.exportSemitones.value = String(this.semitones);
+    c.exportLoop.disabled = !loop;
+    const exportLoop = Boolean(loop) && c.exportLoop.checked;
+    c.exportLoopStart.disabled = c.exportLoopEnd.disabled = !exportLoop;
+    if (loop) {
+      c.exportLoopStart.value = loop.start.toFixed(2);
+      c.exportLoopEnd.value = loop.end.toFixed(2);
+    }
+    const percent = (time) => `${this.duration ? (Math.min(time, this.duration) / this.duration) * 100 : 0}%`;
+    for (const track of this.tracks) {
+      const [a, b] = track.markers;
+      a.hidden = this.loopA === null;
+      b.hidden = this.loopB === null;
+      if (this.loopA !== null) a.style.left = percent(this.loopA);
+      if (this.loopB !== null) b.style.left = percent(this.loopB);
+      track.loopRegion.hidden = !loop;
+      if (loop) {
+        track.loopRegion.style.left = percent(loop.start);
+        track.loopRegion.style.width = `calc(${percent(loop.end)} - ${percent(loop.start)})`;
+      }
+    }
   }
 
   tick() {
@@ -306,7 +732,7 @@ class Mixer {
     for (const track of this.tracks) {
       gains[track.stem.name] = track.gain.gain.value;
       targets[track.stem.name] = track.target;
-      loaded[track.stem.name] = Boolean(track.buffer);
+      loaded[track.stem.name] = track.decoded && Boolean(this.stretch);
     }
     return {
       playing: this.playing,
@@ -318,7 +744,16 @@ class Mixer {
       targets,
       loaded,
       starts: structuredClone(this.starts),
-      sources: this.sources.length,
+      sources: this.playing ? this.tracks.filter((track) => track.decoded).length : 0,
+      tempo: this.tempo,
+      semitones: this.semitones,
+      summary: this.controls.summary.textContent,
+      loop: this.loop(),
+      stretch: this.stretch ? { inputTime: this.stretch.inputTime, latency: this.latency } : null,
+      clicks: [...this.metronome.recent],
+      countIn: this.countIn && structuredClone(this.countIn),
+      settings: this.settings(),
+      saved: this.saved,
     };
   }
 }
@@ -332,14 +767,28 @@ function start(root) {
   mixer = new Mixer(element);
 }
 
-// Read-only view of the player for tests and debugging.
-window.stemsiteMixer = { state: () => (mixer ? mixer.state() : null) };
+// Read-only view of the player for tests and debugging, and the context for measuring it.
+window.stemsiteMixer = {
+  state: () => (mixer ? mixer.state() : null),
+  context: () => mixer?.context,
+  stemOutputs: () => (mixer ? Object.fromEntries(mixer.tracks.map((t) => [t.stem.name, t.gain])) : {}),
+};
+
+// Space by its place on the keyboard; the loop keys by the character they type, on any layout.
+const KEYS = {
+  Space: (player) => player.toggle(),
+  "[": (player) => player.setLoopA(),
+  "]": (player) => player.setLoopB(),
+  "\\": (player) => player.clearLoop(),
+};
 
 document.addEventListener("keydown", (event) => {
-  if (!mixer || event.code !== "Space" || event.repeat || !document.contains(mixer.root)) return;
-  if (event.ctrlKey || event.metaKey || event.altKey || isTypingTarget(event.target)) return;
+  const action = event.code === "Space" ? KEYS.Space : KEYS[event.key];
+  if (!mixer || !action || event.repeat || !document.contains(mixer.root)) return;
+  const space = event.code === "Space";
+  if (event.ctrlKey || event.metaKey || event.altKey || isTypingTarget(event.target, space)) return;
   event.preventDefault();
-  mixer.toggle();
+  action(mixer);
 });
 
 // A finished job's mixer arrives either with the page or in a status block pushed when the job ends.
