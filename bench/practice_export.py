@@ -73,7 +73,7 @@ def main() -> None:
             for name, practice in settings.items():
                 started = time.perf_counter()
                 mix = mix_stems([(path, 1.0) for path in stems], args.seconds + 60, timeout=600)
-                mix = apply_practice(mix, MIX_SAMPLE_RATE, practice, timeout=600)
+                mix = apply_practice(mix, MIX_SAMPLE_RATE, practice)
                 target = Path(folder) / f"mix.{fmt.extension}"
                 separation.encode(
                     torch.from_numpy(mix), target, MIX_SAMPLE_RATE, fmt.bits, False, fmt.mp3_bitrate

@@ -1,5 +1,5 @@
 """Exports honour the practice settings: tempo (pitch kept), pitch (tempo kept) and the loop's span,
-rendered by a real worker with ffmpeg's rubberband; the same limits and sentences in the form and the
+rendered by a real worker with the player's time-stretch; the same limits and sentences in the form and the
 API; the same settings give the same export; the file name says what it is."""
 
 import json

@@ -3,7 +3,7 @@
 The same gains, practice settings (tempo, pitch, loop) and format on the same job always map to
 the same MixExport row (settings_key), so asking twice never renders twice. The task decodes each
 stem, sums gain x stem in float32, cuts the loop's span, changes tempo and pitch of the whole mix
-in one Rubber Band run (jobs/engine/stretch.py: the stems share one time map, as in the player)
+with the time-stretch the player runs (jobs/engine/stretch.py: one time map for every stem)
 and writes the file with the encoders the stems use; a mix that would clip is turned down as a
 whole (demucs' `clip="rescale"`), never hard-limited, so its balance is what the mixer played.
 """
@@ -64,10 +64,6 @@ MSG_STORAGE = {
 MSG_STEM_UNREADABLE = (
     "A stem of this track could not be read back, so the mix was not made. Separate the track again, "
     "then export the mix."
-)
-MSG_STRETCH = (
-    "Changing the tempo or pitch of the mix failed on the server. Try again, or export it at the "
-    "original tempo and pitch."
 )
 MSG_INTERNAL = "The mix failed because of an error on the server. The site's staff can see the details."
 MSG_WORKER_LOST = "The worker stopped unexpectedly while mixing. Try the export again."
@@ -160,9 +156,6 @@ def render_export(export_id: str) -> None:
     except audio.AudioError as error:
         logger.error("Mix export %s: a stem could not be decoded: %s", export.pk, error)
         _fail(export, MSG_STEM_UNREADABLE)
-    except stretch.StretchFailed as error:
-        logger.error("Mix export %s: %s", export.pk, error)
-        _fail(export, MSG_STRETCH)
     except Exception as error:
         problem = storage_problem(error)
         if problem is None:
@@ -224,7 +217,7 @@ def _render(export: MixExport) -> tuple[str, int]:
                 publish_export_state(export)
 
         mix = mix_stems(inputs, limit, timeout=max(60, limit), on_stem=decoded)
-        mix = apply_practice(mix, MIX_SAMPLE_RATE, export.practice, timeout=max(60, limit))
+        mix = apply_practice(mix, MIX_SAMPLE_RATE, export.practice)
         if export.set_progress(85):
             publish_export_state(export)
         target = Path(workdir) / f"mix.{fmt.extension}"
@@ -242,7 +235,7 @@ def _render(export: MixExport) -> tuple[str, int]:
 EDGE_FADE_SECONDS = 0.005  # a loop cut mid-note starts and ends with this fade instead of a click
 
 
-def apply_practice(mix: np.ndarray, rate: int, practice: Practice, timeout: float) -> np.ndarray:
+def apply_practice(mix: np.ndarray, rate: int, practice: Practice) -> np.ndarray:
     """The loop's span of `[2, samples]` (faded at its cut edges), at the practice tempo and pitch."""
     if practice.loop is not None:
         start, end = (min(mix.shape[1], int(round(seconds * rate))) for seconds in practice.loop)
@@ -252,7 +245,7 @@ def apply_practice(mix: np.ndarray, rate: int, practice: Practice, timeout: floa
             mix[:, : len(fade)] *= fade
             mix[:, -len(fade) :] *= fade[::-1]
     if practice.changes_sound and mix.shape[1]:
-        mix = stretch.stretch(mix, rate, practice.tempo / 100, practice.semitones, timeout)
+        mix = stretch.stretch(mix, rate, practice.tempo / 100, practice.semitones)
     return mix
 
 
