@@ -2,6 +2,7 @@
 // per stem, waveforms drawn from the peaks the worker stored. Every stem is decoded once into an
 // AudioBuffer and started at the same AudioContext time with the same offset, so the stems stay
 // sample-aligned through play, pause and seek. The export form's hidden fields follow the controls.
+// A share page's player carries data-read-only: it has no export form and saves no settings.
 
 const START_DELAY = 0.05; // seconds between scheduling the sources and their common start time
 const GAIN_SMOOTHING = 0.01; // time constant of a gain change while playing: no clicks
@@ -180,9 +181,11 @@ class Mixer {
         track.silent = value === 0;
         this.draw(track);
       }
-      track.exportGain.value = String(track.volume);
-      track.exportMute.disabled = !track.muted;
-      track.exportSolo.disabled = !track.soloed;
+      if (track.exportGain) {
+        track.exportGain.value = String(track.volume);
+        track.exportMute.disabled = !track.muted;
+        track.exportSolo.disabled = !track.soloed;
+      }
     }
   }
 
