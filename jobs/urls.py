@@ -15,7 +15,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/exports/", views.export_create, name="export_create"),
     path("jobs/<uuid:job_id>/exports/<uuid:export_id>/", views.export_file, name="export_file"),
     path("jobs/<uuid:job_id>/shares/", views.share_create, name="share_create"),
-    path("jobs/<uuid:job_id>/shares/<int:link_id>/revoke/", views.share_revoke, name="share_revoke"),
+    path("jobs/<uuid:job_id>/shares/<int:share>/revoke/", views.share_revoke, name="share_revoke"),
     # Share links: the token is the only key; whoever has it sees this one job's player.
     path("s/<str:token>/", share_views.share_page, name="share_page"),
     path("s/<str:token>/play/<slug:stem_name>/", share_views.share_play, name="share_play"),

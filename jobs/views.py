@@ -223,10 +223,10 @@ def share_create(request: HttpRequest, job_id) -> HttpResponse:
 
 @login_required
 @require_POST
-def share_revoke(request: HttpRequest, job_id, link_id: int) -> HttpResponse:
+def share_revoke(request: HttpRequest, job_id, share: int) -> HttpResponse:
     """Revoke a share link: from now on it opens a plain 404 page."""
     job = _get_job_for_user(request, job_id)
-    if not revoke_link(job, link_id):
+    if not revoke_link(job, share):
         raise Http404("No such share link.")
     if request.htmx:
         return _shares_answer(request, job)

@@ -53,15 +53,26 @@ def list_shares(request: HttpRequest, job_id: UUID):
     return [share_out(link) for link in job.share_links.all()]
 
 
+@router.get(
+    "/jobs/{uuid:job_id}/shares/{int:share}", response={200: ShareOut, **ERRORS}, summary="A share link"
+)
+def get_share(request: HttpRequest, job_id: UUID, share: int):
+    """One link of the job: whether it opens, until when, how often it was opened."""
+    link = _get_job(request, job_id).share_links.filter(pk=share).first()
+    if link is None:
+        raise ApiError(404, "This job has no such share link.")
+    return share_out(link)
+
+
 @router.delete(
-    "/jobs/{uuid:job_id}/shares/{int:share_id}",
+    "/jobs/{uuid:job_id}/shares/{int:share}",
     response={204: None, **ERRORS},
     summary="Revoke a share link",
 )
-def revoke_share(request: HttpRequest, job_id: UUID, share_id: int):
+def revoke_share(request: HttpRequest, job_id: UUID, share: int):
     """From now on the link opens a plain 404 page. 404 if the job has no such unrevoked link."""
     job = _get_job(request, job_id)
-    if not revoke_link(job, share_id):
+    if not revoke_link(job, share):
         raise ApiError(404, "This job has no such share link, or it was revoked already.")
     return Status(204, None)
 
