@@ -7,6 +7,7 @@ for a job the caller may not see (staff see all).
 import json
 from uuid import UUID
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import File, Form, Query, Router, Status
@@ -31,7 +32,7 @@ from jobs.background.tasks import MSG_PROCESSING_PAUSED
 from jobs.capabilities import site_capabilities
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response
-from jobs.forms import MixExportForm, UploadForm
+from jobs.forms import MSG_IMPORT_OFF, MixExportForm, UploadForm
 from jobs.models import IdenticalJobActive, Job, MixExport
 from jobs.submission import submit_import, submit_within_limits
 from jobs.views import MSG_NO_STEMS_TO_MIX
@@ -108,6 +109,8 @@ def create_job(
     files = request.FILES.getlist("file")
     if len(files) > 1:
         raise ApiError(400, "Send one file per request, in the field 'file'.")
+    if url.strip() and settings.STEMSITE_URL_IMPORT == "off":
+        raise ApiError(400, MSG_IMPORT_OFF, details={"url": MSG_IMPORT_OFF})
     capabilities = site_capabilities()
     if capabilities.unavailable:
         raise ApiError(503, f"{capabilities.unavailable} Nothing was saved.", code="model_unavailable")

@@ -63,8 +63,9 @@ def failure_sentence(failure: ImportFailed) -> str:
             "Opus or M4A), or to the page of one track."
         ),
         failures.WEB_PAGE: (
-            "This link leads to a web page, not to an audio file, and this site imports only direct "
-            "links to audio files. Link to the file itself, or download the track and upload it."
+            "This link leads to a web page (or a stream's playlist), not to an audio file, and this site "
+            "imports only direct links to audio files. Link to the file itself, or download the track "
+            "and upload it."
         ),
         failures.UNSUPPORTED: (
             "This site is not one we can import from, and the link does not lead to an audio file. "

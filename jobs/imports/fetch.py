@@ -26,7 +26,11 @@ CHUNK = 256 * 1024
 MAX_REDIRECTS = 10
 READ_TIMEOUT = 30.0
 USER_AGENT = "Mozilla/5.0 (compatible; stemsite track import)"
-PAGE_TYPES = ("text/html", "application/xhtml+xml")
+# A page, or a stream's playlist: what yt-dlp reads (when sites are on), never a track by itself.
+PAGE_TYPES = (
+    "text/html", "application/xhtml+xml", "application/vnd.apple.mpegurl", "application/x-mpegurl",
+    "audio/mpegurl", "audio/x-mpegurl", "application/dash+xml",
+)  # fmt: skip
 # Progress is reported as (bytes so far, bytes in all or 0); False back means stop (canceled).
 Progress = Callable[[int, int], bool]
 
