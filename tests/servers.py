@@ -15,6 +15,7 @@ class Site:
         self.routes: dict[str, Callable] = {}
         self.hits: list[str] = []
         self.sent: dict[str, int] = {}
+        self.cut: set[str] = set()  # paths whose client hung up before the whole body was sent
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,11 +76,14 @@ class Site:
                 handler.send_header("Connection", "close")
             handler.end_headers()
             self.sent[path] = 0
-            for start in range(0, len(body), chunk):
-                handler.wfile.write(body[start : start + chunk])
-                handler.wfile.flush()
-                self.sent[path] += len(body[start : start + chunk])
-                time.sleep(every)
+            try:
+                for start in range(0, len(body), chunk):
+                    handler.wfile.write(body[start : start + chunk])
+                    handler.wfile.flush()
+                    self.sent[path] += len(body[start : start + chunk])
+                    time.sleep(every)
+            except (BrokenPipeError, ConnectionResetError):
+                self.cut.add(path)
             handler.close_connection = True
 
         self.routes[path] = send

@@ -6,12 +6,16 @@ test-only allow-list names exactly the one local server a test may import from, 
 playlist that leads to any other local address is refused as it would be on a real site.
 """
 
+import asyncio
 import hashlib
+import re
 import subprocess
 
 import django_rq
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.db import connection
 from django.urls import reverse
 
 from jobs.api.tokens import create_token
@@ -21,6 +25,8 @@ from jobs.models import Job
 from tests.conftest import free_port, media_files
 from tests.servers import Site
 from tests.test_api import api, assert_error, upload
+from tests.test_consumer import communicator
+from tests.test_worker import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -395,7 +401,6 @@ def sites_on(settings, import_dir):
     return import_dir
 
 
-@pytest.mark.slow
 def test_a_page_with_an_audio_element_is_imported_when_sites_are_on(
     owner_client, site, sites_on, make_audio, media_root
 ):
@@ -423,7 +428,6 @@ def hls(folder, make_audio, seconds: float = 3) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
-@pytest.mark.slow
 def test_an_hls_stream_is_imported_with_yt_dlps_own_downloader(
     owner_client, site, sites_on, make_audio, tmp_path
 ):
@@ -441,7 +445,6 @@ def test_an_hls_stream_is_imported_with_yt_dlps_own_downloader(
     assert leftovers(sites_on) == []
 
 
-@pytest.mark.slow
 def test_an_hls_playlist_whose_segments_point_at_a_private_address_is_refused(
     owner_client, site, private_site, sites_on, make_audio, tmp_path, media_root
 ):
@@ -471,3 +474,69 @@ def test_a_stream_playlist_is_not_imported_when_only_direct_links_are(owner_clie
     job = imported(owner_client, site.url("/stream.m3u8"))
     assert job.error_message.startswith(FAILURES["web page"])
     assert site.hits == ["/stream.m3u8"]
+
+
+@pytest.mark.slow
+@pytest.mark.database_agnostic
+def test_cancel_stops_a_download_in_the_worker_and_leaves_nothing(
+    owner_client, site, import_dir, start_worker, make_audio, media_root
+):
+    data = make_audio("long.mp3", seconds=30).read_bytes()
+    site.trickle("/long.mp3", data, chunk=4096, every=0.05)  # 80 KB a second: several seconds in all
+    environment = {"STEMSITE_TEST_FETCH_ALLOWED": site.address, "STEMSITE_IMPORT_DIR": str(import_dir)}
+    start_worker([IMPORTS], extra_env={**environment, "STEMSITE_PROGRESS_INTERVAL": "0.1"})
+    submit(owner_client, site.url("/long.mp3"))
+    job = Job.objects.get()
+    wait_until(lambda: Job.objects.get(pk=job.pk).progress > 0, timeout=90)
+    assert leftovers(import_dir), "the download is on its way"
+
+    response = owner_client.post(reverse("job_cancel", args=[job.pk]))
+
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.status == "canceled"
+    wait_until(lambda: "/long.mp3" in site.cut, timeout=30)
+    wait_until(lambda: leftovers(import_dir) == [], timeout=30)
+    assert site.sent["/long.mp3"] < len(data)
+    job.refresh_from_db()
+    assert job.status == "canceled"
+    assert media_files(media_root) == []
+
+
+def test_the_job_pages_socket_shows_the_download_progress(
+    owner_client, site, import_dir, settings, make_audio
+):
+    settings.STEMSITE_PROGRESS_INTERVAL = 0
+    data = make_audio("song.mp3", seconds=8).read_bytes()
+    site.trickle("/song.mp3", data, chunk=8192, every=0.05)
+    submit(owner_client, site.url("/song.mp3"))
+    job = Job.objects.get()
+
+    def download():
+        try:
+            import_track(str(job.pk), 1)
+        finally:
+            connection.close()
+
+    async def watch() -> list[str]:
+        socket = communicator(f"/ws/jobs/{job.pk}/", owner_client)
+        connected, _ = await socket.connect()
+        assert connected
+        seen = [await socket.receive_from(timeout=10)]
+        running = asyncio.get_running_loop().run_in_executor(None, download)
+        while 'data-status="queued"' not in seen[-1]:
+            seen.append(await socket.receive_from(timeout=30))
+        await running
+        await socket.disconnect()
+        return seen
+
+    seen = async_to_sync(watch)()
+
+    assert 'data-status="downloading"' in seen[0]
+    shown = [int(m) for html in seen if 'data-status="downloading"' in html for m in PERCENT.findall(html)]
+    assert any(0 < percent < 100 for percent in shown), seen
+    assert shown == sorted(shown)
+    assert 'data-status="queued"' in seen[-1]
+
+
+PERCENT = re.compile(r'class="percent">(\d+)%')
