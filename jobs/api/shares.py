@@ -18,6 +18,7 @@ from jobs.api.schemas import ErrorOut, ShareIn, ShareOut, share_out
 from jobs.sharing.links import NotShareable, create_link, revoke_link
 
 router = Router(tags=["share links"])
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 @router.post(
@@ -86,10 +87,14 @@ def _owned_job(request: HttpRequest, job_id: UUID):
 
 
 def _share_choices(request: HttpRequest) -> ShareIn:
+    """The JSON body's choices; no body (or an empty form) takes the defaults."""
+    if request.content_type != "application/json":
+        sent = (request.POST or request.FILES) if request.content_type in FORM_TYPES else request.body
+        if sent:
+            raise ApiError(400, "Send the share link's choices as JSON (Content-Type: application/json).")
+        return ShareIn()
     if not request.body:
         return ShareIn()
-    if request.content_type != "application/json":
-        raise ApiError(400, "Send the share link's choices as JSON (Content-Type: application/json).")
     try:
         return ShareIn.model_validate(json.loads(request.body))
     except json.JSONDecodeError:
