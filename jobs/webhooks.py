@@ -128,8 +128,8 @@ def queue_job_event(job: Job) -> bool:
     The body is fixed now, so every retry sends the same event. False when there is nothing to
     send or Redis is unreachable: the reconciler then queues it again (jobs.background.reconcile).
     """
-    if not job.callback_url or not job.is_finished:
-        return False
+    if not job.callback_url or not job.is_finished or job.duplicate_of_id:
+        return False  # an import that became another job: that job's event is the one sent
     event = f"job.{job.status}"
     body = json.dumps(event_payload(job, event), separators=(",", ":"))
     try:

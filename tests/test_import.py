@@ -540,3 +540,24 @@ def test_the_job_pages_socket_shows_the_download_progress(
 
 
 PERCENT = re.compile(r'class="percent">(\d+)%')
+
+
+def test_a_callback_given_with_an_import_that_became_an_existing_job_goes_to_that_job(
+    client, owner, owner_token, site, import_dir, make_audio, settings
+):
+    settings.STEMSITE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.STEMSITE_RECONCILE_GRACE_SECONDS = 0
+    track = make_audio("Freddie.mp3", seconds=1)
+    existing = upload(client, owner_token, track).json()
+    site.route("/freddie.mp3", track.read_bytes())
+    hook = "http://127.0.0.1:9/hook"
+    made = api(
+        client, "post", "/api/jobs", owner_token, data={"url": site.url("/freddie.mp3"), "callback_url": hook}
+    )
+
+    import_track(made.json()["id"], 1)
+
+    assert Job.objects.get(pk=existing["id"]).callback_url == hook
+    pointer = Job.objects.get(pk=made.json()["id"])
+    assert pointer.duplicate_of_id is not None
+    assert reconcile().events_requeued == [], "the import that became another job sends no event of its own"

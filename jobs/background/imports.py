@@ -22,7 +22,6 @@ from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
 from jobs.background.tasks import fail_job
-from jobs.engine import audio
 from jobs.forms import DECODE_CHECK_TIMEOUT, check_upload
 from jobs.imports import failures, fetch, sites
 from jobs.imports.failures import Downloaded, ImportCanceled, ImportFailed
@@ -142,9 +141,8 @@ def import_track(job_id: str, attempt: int = 1) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     publish_job_state(job)
     try:
-        downloaded = _download(job, folder)
-        accepted = check_upload(_DownloadedFile(_audio_only(downloaded, folder)))
-        carrier = accept_import(job, accepted)
+        with _DownloadedFile(_download(job, folder)) as download:
+            carrier = accept_import(job, check_upload(download))
     except ImportCanceled:
         logger.info("Import %s was canceled while downloading", job.pk)
     except ImportFailed as failure:
@@ -184,25 +182,9 @@ def _download(job: Job, folder: Path) -> Downloaded:
                 if failure.kind != failures.WEB_PAGE or not sites_on:
                     raise
         return sites.download(
-            job.source_url, folder, proxy, max_bytes, settings.STEMSITE_MAX_DURATION_SECONDS, report
-        )
-
-
-def _audio_only(downloaded: Downloaded, folder: Path) -> Downloaded:
-    """The download as it came when it is plain audio; else its audio stream copied out of it (a
-    site's video, or MPEG-TS from HLS), reading the local file only."""
-    try:
-        audio.sniff_family(downloaded.path)
-        audio.probe(downloaded.path)
-    except audio.AudioError:
-        target = folder / "audio.webm"
-        try:
-            audio.extract_audio(downloaded.path, str(target), timeout=DECODE_CHECK_TIMEOUT)
-        except audio.AudioError:
-            return downloaded  # the checks say why it is refused
-        stem = downloaded.name.rpartition(".")[0] or downloaded.name
-        return Downloaded(str(target), f"{stem}.webm")
-    return downloaded
+            job.source_url, folder, proxy, max_bytes, settings.STEMSITE_MAX_DURATION_SECONDS, report,
+            check_seconds=DECODE_CHECK_TIMEOUT,
+        )  # fmt: skip
 
 
 class _DownloadedFile(UploadedFile):

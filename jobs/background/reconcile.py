@@ -142,7 +142,8 @@ def _reconcile_events(result: Reconciliation, settled_before) -> None:
     connection = django_rq.get_connection(settings.STEMSITE_SHORT_QUEUE)
     delivered = WebhookDelivery.objects.filter(job=OuterRef("pk"), created_at__gte=OuterRef("finished_at"))
     finished = (
-        Job.objects.select_related("owner")
+        Job.objects.listed()
+        .select_related("owner")
         .exclude(callback_url="")
         .filter(status__in=Job.FINISHED, finished_at__lt=settled_before)
         .filter(finished_at__gte=timezone.now() - EVENT_WINDOW)

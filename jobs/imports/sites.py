@@ -4,6 +4,8 @@ yt-dlp is configured so that nothing leaves the proxy and nothing runs that coul
 but the download: every request goes through the import proxy (which applies the address rule
 to each connection), HLS and DASH use yt-dlp's own downloaders (never ffmpeg, which is also
 not given to it at all), no postprocessing, no playlists, no file: URLs, no cache, no cookies.
+A video, or MPEG-TS from a stream, has its audio copied out with the site's own fenced ffmpeg run on
+the local file (jobs/engine/audio.extract_audio) before the upload checks see it.
 """
 
 import logging
@@ -11,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+from jobs.engine import audio
 from jobs.imports import failures
 from jobs.imports.failures import Downloaded, ImportCanceled, ImportFailed
 from jobs.imports.fetch import READ_TIMEOUT, Progress, proxy_failure
@@ -45,7 +48,13 @@ def is_site_page(url: str) -> bool:
 
 
 def download(
-    url: str, folder: Path, proxy: FetchProxy, max_bytes: int, max_seconds: float, progress: Progress
+    url: str,
+    folder: Path,
+    proxy: FetchProxy,
+    max_bytes: int,
+    max_seconds: float,
+    progress: Progress,
+    check_seconds: float = 120,
 ) -> Downloaded:
     """The track's audio at `url`, in `folder`; raises ImportFailed or ImportCanceled."""
     import yt_dlp
@@ -69,7 +78,24 @@ def download(
         raise failure
     path = _downloaded_file(folder)
     title = info.get("title") or info.get("id") or "track"
-    return Downloaded(str(path), f"{title}{path.suffix}")
+    return _audio_only(Downloaded(str(path), f"{title}{path.suffix}"), folder, check_seconds)
+
+
+def _audio_only(downloaded: Downloaded, folder: Path, seconds: float) -> Downloaded:
+    """The download as it came when it is plain audio; else its audio stream copied into a file of
+    its own (what sites serve: a video with its sound, or MPEG-TS from HLS), read from local disk."""
+    try:
+        audio.sniff_family(downloaded.path)
+        audio.probe(downloaded.path)
+    except audio.AudioError:
+        target = folder / "audio.webm"
+        try:
+            audio.extract_audio(downloaded.path, str(target), timeout=seconds)
+        except audio.AudioError:
+            return downloaded  # the upload checks then say why it is refused
+        stem = downloaded.name.rpartition(".")[0] or downloaded.name
+        return Downloaded(str(target), f"{stem}.webm")
+    return downloaded
 
 
 def _options(folder: Path, proxy: FetchProxy, hook: "_Hook") -> dict:
