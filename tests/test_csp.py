@@ -164,6 +164,10 @@ def test_no_page_breaks_the_policy_in_a_browser(
         reverse("admin:jobs_job_change", args=[finished_job.pk]),
         reverse("admin:jobs_sharelink_changelist"),
         reverse("admin:auth_user_changelist"),
+        "/admin/django_rq/dashboard/",
+        "/admin/django_rq/dashboard/queues/0/",
+        "/admin/django_rq/dashboard/queues/0/finished/",
+        "/admin/django_rq/dashboard/workers/0/",
     ):
         admin.goto(f"{live_web}{url}")
         no_violations(admin, staff_console, url)

@@ -561,3 +561,15 @@ def test_a_callback_given_with_an_import_that_became_an_existing_job_goes_to_tha
     pointer = Job.objects.get(pk=made.json()["id"])
     assert pointer.duplicate_of_id is not None
     assert reconcile().events_requeued == [], "the import that became another job sends no event of its own"
+
+
+def test_a_page_without_audio_on_a_site_yt_dlp_does_not_know_is_refused_with_a_sentence(
+    owner_client, site, sites_on, media_root
+):
+    site.route("/about", b"<!doctype html><title>About us</title><p>We make music.</p>", "text/html")
+
+    job = imported(owner_client, site.url("/about"))
+
+    assert job.error_message.startswith("This site is not one we can import from"), job.error_message
+    assert media_files(media_root) == []
+    assert leftovers(sites_on) == []
