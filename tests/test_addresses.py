@@ -2,11 +2,14 @@
 applies it to every connection a download makes: CONNECT for https, absolute URIs for http."""
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from jobs import addresses, webhooks
 from jobs.imports.proxy import FetchProxy
+from tests.conftest import ROOT
 from tests.servers import Site
 
 
@@ -111,3 +114,26 @@ def test_the_proxy_cuts_every_connection_past_its_byte_budget(site):
         answer = ask(proxy, f"GET {site.url('/big.mp3')} HTTP/1.1\r\nHost: {site.address}\r\n\r\n".encode())
     assert proxy.over_budget
     assert len(answer) < 200_000
+
+
+IMPORT_THE_DOWNLOADERS = """
+import importlib, pkgutil, sys
+import jobs.imports
+names = [m.name for m in pkgutil.iter_modules(jobs.imports.__path__)]
+for name in names:
+    importlib.import_module(f"jobs.imports.{name}")
+importlib.import_module("jobs.addresses")
+print(",".join(sorted(names)))
+print(",".join(sorted(n for n in sys.modules if n.split(".")[0] == "django")))
+"""
+
+
+def test_the_rule_and_the_downloaders_import_without_django():
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}  # no DJANGO_SETTINGS_MODULE either
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_THE_DOWNLOADERS], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    modules, django_modules = result.stdout.splitlines()
+    assert set(modules.split(",")) == {"failures", "fetch", "proxy", "sites"}
+    assert django_modules == ""
