@@ -25,6 +25,7 @@ class Mixer {
   constructor(root) {
     this.root = root;
     this.stems = JSON.parse(root.querySelector("#mixer-stems").textContent);
+    this.readOnly = root.hasAttribute("data-read-only"); // a share page: no export form, no saved settings
     this.duration = Math.max(0, ...this.stems.map((stem) => stem.duration || 0));
     this.context = new AudioContext();
     this.master = this.context.createGain();
@@ -181,7 +182,7 @@ class Mixer {
         track.silent = value === 0;
         this.draw(track);
       }
-      if (track.exportGain) {
+      if (!this.readOnly) {
         track.exportGain.value = String(track.volume);
         track.exportMute.disabled = !track.muted;
         track.exportSolo.disabled = !track.soloed;
