@@ -50,6 +50,17 @@ def test_every_kind_of_page_sends_the_policy(client, owner_client, owner, make_j
 
 
 @pytest.mark.django_db
+def test_only_the_queue_dashboard_keeps_inline_styles_and_no_page_inline_scripts(staff_client, owner_client):
+    dashboard = directives(
+        staff_client.get("/admin/django_rq/dashboard/queues/0/")["Content-Security-Policy"]
+    )
+    assert dashboard["style-src"] == ["'self'", "'unsafe-inline'"]
+    assert dashboard["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+    page = directives(owner_client.get(reverse("job_list"))["Content-Security-Policy"])
+    assert page["style-src"] == ["'self'"]
+
+
+@pytest.mark.django_db
 def test_the_websocket_origin_follows_https(owner_client, settings):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     response = owner_client.get(reverse("job_list"), HTTP_X_FORWARDED_PROTO="https", HTTP_HOST="testserver")
