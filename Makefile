@@ -113,7 +113,7 @@ check-model: $(VENV)/.installed var/secret-key $(RUN_NEEDS)
 
 run: system-packages redis migrate check-model
 	@echo
-	@echo "stemsite is starting at http://$(HOST):$(PORT)/  (web server, $${WORKERS:-1} separation worker(s) and one for exports and webhooks; Ctrl-C stops them all)"
+	@echo "stemsite is starting at http://$(HOST):$(PORT)/  (web server, $${WORKERS:-1} separation worker(s), one for exports and webhooks and one for imports from links; Ctrl-C stops them all)"
 	@echo "Create an account on the site, or an admin with: $(PY) manage.py createsuperuser"
 	@echo
 	@SECRET_KEY=$${SECRET_KEY:-$$(cat var/secret-key)} STEMSITE_HTTPS=$${STEMSITE_HTTPS:-false} \

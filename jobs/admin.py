@@ -1,4 +1,5 @@
-"""Admin: jobs and stems for staff, per-user usage, and the queue dashboard for superusers only."""
+"""Admin: jobs, stems and share links for staff, per-user usage, and the queue dashboard for
+superusers only."""
 
 from datetime import timedelta
 from functools import wraps
@@ -18,7 +19,7 @@ from django_rq.models import Dashboard
 
 from jobs.background.tasks import job_timeout
 from jobs.control import cancel_job, retry_job
-from jobs.models import IdenticalJobActive, Job, Stem, WebhookDelivery
+from jobs.models import IdenticalJobActive, Job, ShareLink, Stem, WebhookDelivery
 from jobs.options import PRECISIONS
 from jobs.webhooks import redeliver
 
@@ -167,12 +168,13 @@ class JobAdmin(admin.ModelAdmin):
         "status", StuckFilter, OldFilter, "model_name", PrecisionFilter, "engine", "arithmetic",
         KeyFilter, TempoFilter, "owner",
     )  # fmt: skip
-    search_fields = ("original_name", "owner__username", "owner__email", "id")
+    search_fields = ("original_name", "owner__username", "owner__email", "id", "source_url")
     date_hierarchy = "created_at"
     readonly_fields = (
         "id", "created_at", "started_at", "finished_at", "progress", "duration_seconds",
-        "engine", "arithmetic", "tempo_bpm", "key", "beats", "analysed_at",
+        "engine", "arithmetic", "tempo_bpm", "key", "beats", "analysed_at", "source_url", "duplicate_of",
     )  # fmt: skip
+    exclude = ("source_key",)
     list_select_related = ("owner",)
     inlines = [StemInline]
     actions = ["retry_jobs", "cancel_jobs", "delete_with_files"]
@@ -362,3 +364,36 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def redeliver_events(self, request, queryset):
         sent = sum(redeliver(delivery) for delivery in queryset.select_related("job"))
         self.message_user(request, f"{sent} event(s) queued for delivery again.", messages.SUCCESS)
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Every share link: whose job, what it allows, how often it was opened; staff can revoke.
+    Links are only made by their job's owner; the token itself is never stored, only its hash."""
+
+    list_display = (
+        "job", "owner", "created_at", "expires_at", "revoked_at", "active", "allow_downloads", "show_owner",
+        "open_count",
+    )  # fmt: skip
+    list_filter = ("allow_downloads", "show_owner", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("job__original_name", "job__owner__username", "job__id")
+    list_select_related = ("job", "job__owner")
+    readonly_fields = [field.name for field in ShareLink._meta.fields if field.name != "token_hash"]
+    exclude = ("token_hash",)
+    actions = ["revoke_links"]
+
+    @admin.display(description="owner", ordering="job__owner__username")
+    def owner(self, link: ShareLink) -> str:
+        return link.job.owner.get_username()
+
+    @admin.display(description="opens now", boolean=True)
+    def active(self, link: ShareLink) -> bool:
+        return link.is_active
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke selected share links", permissions=["change"])
+    def revoke_links(self, request, queryset):
+        revoked = sum(link.revoke() for link in queryset)
+        self.message_user(request, f"{revoked} share link(s) revoked.", messages.SUCCESS)

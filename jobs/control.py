@@ -9,6 +9,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 
+from jobs.background.imports import enqueue_import
 from jobs.background.tasks import enqueue_separation
 from jobs.models import Job
 from jobs.realtime.events import publish_job_state, publish_queue
@@ -23,15 +24,16 @@ def cancel_job(job: Job) -> bool:
     The row is marked canceled at once, so no late write from the run can revive it; a stopped run's
     partial stems are removed here and again by the worker once the run is dead (tasks.job_stopped).
     """
-    was_running = job.status == Job.Status.RUNNING
+    was = job.status
     if not job.mark_canceled():
         return False
     try:
-        connection = django_rq.get_connection(settings.STEMSITE_QUEUE)
-        if was_running:
-            send_stop_job_command(connection, job.rq_job_id)
+        if was == Job.Status.DOWNLOADING:
+            _stop_download(job)
+        elif was == Job.Status.RUNNING:
+            send_stop_job_command(django_rq.get_connection(settings.STEMSITE_QUEUE), job.rq_job_id)
         else:
-            RQJob.fetch(job.rq_job_id, connection=connection).cancel()
+            RQJob.fetch(job.rq_job_id, connection=django_rq.get_connection(settings.STEMSITE_QUEUE)).cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass  # the run already ended, or never reached the queue
     except (RedisError, OSError) as error:
@@ -44,14 +46,28 @@ def cancel_job(job: Job) -> bool:
     return True
 
 
-def retry_job(job: Job) -> bool:
-    """Queue a failed or canceled job again as a new attempt; False if it cannot be retried.
+def _stop_download(job: Job) -> None:
+    """Stop the download where it runs (the worker then removes its folder: imports.import_stopped),
+    or take it off the imports queue before it starts."""
+    connection = django_rq.get_connection(settings.STEMSITE_IMPORT_QUEUE)
+    try:
+        send_stop_job_command(connection, job.import_rq_id)
+    except InvalidJobOperation:  # not started yet
+        RQJob.fetch(job.import_rq_id, connection=connection).cancel()
 
-    Raises IdenticalJobActive (carrying that job) when the same work is already queued or running.
+
+def retry_job(job: Job) -> bool:
+    """Queue a failed or canceled job again as a new attempt; False if it cannot be retried. An
+    import whose download did not complete downloads again.
+
+    Raises IdenticalJobActive (carrying that job) when the same work is already active.
     """
-    if not job.input_file or not job.requeue():
+    if not (job.input_file or job.is_import) or not job.requeue():
         return False
     job.delete_stems()
     publish_job_state(job)
-    enqueue_separation(job)
+    if job.status == Job.Status.DOWNLOADING:
+        enqueue_import(job)
+    else:
+        enqueue_separation(job)
     return True

@@ -1,4 +1,6 @@
-"""Upload validation: every file is probed and fully decoded before any job exists."""
+"""Upload validation: every file is probed and fully decoded before any job exists; a link to
+import from is checked against the address rule before its job exists, and its download goes
+through the same checks (check_upload) once it has arrived."""
 
 import hashlib
 from dataclasses import dataclass, replace
@@ -10,7 +12,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.html import format_html
 
-from jobs import practice
+from jobs import addresses, practice
 from jobs.background.exports import MAX_GAIN, effective_gains
 from jobs.capabilities import Capabilities, site_capabilities
 from jobs.engine import audio
@@ -24,6 +26,7 @@ from jobs.options import (
     JobOptions,
     stem_label,
 )
+from jobs.sharing.links import EXPIRY_LABELS
 from jobs.upload_limits import max_file_bytes
 
 ALLOWED_EXTENSIONS = {"wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "aif", "aiff", "webm"}
@@ -49,7 +52,7 @@ class MultipleFileField(forms.FileField):
 
     def clean(self, data, initial=None):
         files = [item for item in (data if isinstance(data, list | tuple) else [data]) if item]
-        if not files:
+        if not files and self.required:
             raise forms.ValidationError(self.error_messages["required"], code="required")
         return files
 
@@ -63,12 +66,40 @@ def _model_label(name: str) -> str:
     return _choice_label(model.label, f"{', '.join(model.stems)}. {model.description}")
 
 
+MSG_CHOOSE_FILE = "Choose an audio file to upload."
+MSG_CHOOSE_FILE_OR_LINK = "Choose an audio file to upload, or paste a link to one."
+MSG_FILE_AND_LINK = "Upload files or paste a link, not both at once."
+MSG_IMPORT_OFF = "Importing from links is turned off on this site. Download the track and upload the file."
+LINK_SENTENCES = {
+    addresses.INVALID: "This link is not a valid web address.",
+    addresses.SCHEME: "The link must start with http:// or https://.",
+    addresses.NO_HOST: "The link has no site name in it.",
+    addresses.CREDENTIALS: "The link must not contain a user name or password.",
+    addresses.UNRESOLVABLE: "The site {host} cannot be found. Check the link.",
+    addresses.PRIVATE: (
+        "The link points to a private, loopback or reserved address ({address}); "
+        "this site only imports from public addresses."
+    ),
+}
+LINK_HELP = {
+    "direct": "A direct link to an audio file (ending in .mp3, .wav, .flac, ...).",
+    "sites": "A direct link to an audio file, or the page of a track on a site such as a video site.",
+}
+
+
 class UploadForm(forms.Form):
     files = MultipleFileField(
         label="Audio files",
         help_text="WAV, MP3, FLAC, OGG, Opus or M4A/AAC. Choose several to separate them all the same way.",
-        error_messages={"required": "Choose an audio file to upload."},
+        required=False,
         widget=MultipleFileInput(attrs={"accept": ",".join(f".{ext}" for ext in sorted(ALLOWED_EXTENSIONS))}),
+    )
+    url = forms.CharField(
+        label="Or a link to a track",
+        required=False,
+        max_length=2000,
+        error_messages={"max_length": "This link is too long (at most %(limit_value)d characters)."},
+        widget=forms.URLInput(attrs={"placeholder": "https://", "inputmode": "url"}),
     )
     # Choices, initial values and the precision's presence come from what the workers can run.
     model = forms.ChoiceField(required=False, widget=forms.RadioSelect)
@@ -105,6 +136,10 @@ class UploadForm(forms.Form):
     def __init__(self, *args, capabilities: Capabilities | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.capabilities = capabilities or site_capabilities()
+        if settings.STEMSITE_URL_IMPORT == "off":
+            del self.fields["url"]
+        else:
+            self.fields["url"].help_text = LINK_HELP[settings.STEMSITE_URL_IMPORT]
         offered = self.capabilities.models
         self.fields["model"].choices = [(name, _model_label(name)) for name in offered]
         self.fields["model"].initial = self.capabilities.default_model()
@@ -138,15 +173,28 @@ class UploadForm(forms.Form):
     def max_files(self) -> int:
         return settings.STEMSITE_MAX_FILES_PER_UPLOAD
 
+    @property
+    def import_url(self) -> str:
+        """The link to import from, once valid; empty for an upload of files."""
+        return self.cleaned_data.get("url", "")
+
     def clean_files(self) -> list[AcceptedFile]:
+        uploads = self.cleaned_data["files"]
+        self.accepted, self.rejected = [], []
+        importing = "url" in self.fields
+        linked = importing and bool(self.data.get("url", "").strip())
+        if not uploads:
+            if not linked:
+                raise forms.ValidationError(MSG_CHOOSE_FILE_OR_LINK if importing else MSG_CHOOSE_FILE)
+            return []
+        if linked:
+            raise forms.ValidationError(MSG_FILE_AND_LINK)
         unavailable = self.capabilities.unavailable
         if unavailable:  # before any file is probed or decoded
             raise forms.ValidationError(f"{unavailable} Nothing was uploaded.")
-        uploads = self.cleaned_data["files"]
         limit = settings.STEMSITE_MAX_FILES_PER_UPLOAD
         if len(uploads) > limit:
             raise forms.ValidationError(f"Upload at most {limit} files at once.")
-        self.accepted, self.rejected = [], []
         for upload in uploads:
             try:
                 self.accepted.append(check_upload(upload))
@@ -156,6 +204,15 @@ class UploadForm(forms.Form):
         if not self.accepted:
             raise forms.ValidationError(self.rejected)
         return self.accepted
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        if not url or self.cleaned_data.get("files") or "files" in self.errors:
+            return ""  # nothing to import, or files beside it (clean_files says so)
+        unavailable = self.capabilities.unavailable
+        if unavailable:
+            raise forms.ValidationError(f"{unavailable} Nothing was imported.")
+        return check_import_url(url)
 
     def clean(self):
         data = super().clean()
@@ -183,6 +240,20 @@ class UploadForm(forms.Form):
 def _precision_help(name: str, half_arithmetic: str) -> str:
     description = PRECISIONS[name].description
     return f"{description} ({half_arithmetic})" if name == "half" and half_arithmetic else description
+
+
+def check_import_url(url: str) -> str:
+    """The link if the site imports from it: imports are on, http(s), no credentials, a public host
+    (the address rule of jobs/addresses.py; the download applies it again to every connection)."""
+    if settings.STEMSITE_URL_IMPORT == "off":
+        raise forms.ValidationError(MSG_IMPORT_OFF)
+    try:
+        target = addresses.parse_url(url)
+        addresses.public_addresses(target.host, target.port, settings.STEMSITE_TEST_FETCH_ALLOWED)
+    except addresses.AddressRefused as refused:
+        sentence = LINK_SENTENCES[refused.reason].format(host=refused.host, address=refused.address)
+        raise forms.ValidationError(sentence) from None
+    return url.strip()
 
 
 def check_upload(upload: UploadedFile) -> AcceptedFile:
@@ -345,6 +416,22 @@ class MixExportForm(forms.Form):
         muted = {s.name for s in self.stems if data[f"mute_{s.name}"]}
         soloed = {s.name for s in self.stems if data[f"solo_{s.name}"]}
         return effective_gains(gains, muted, soloed)
+
+    def error_sentences(self) -> list[str]:
+        return [message for messages in self.errors.values() for message in messages]
+
+
+class ShareLinkForm(forms.Form):
+    """The owner's choices for a new share link (jobs/sharing/links.py)."""
+
+    EXPIRES_MESSAGE = "Choose how long the link works: a day, a week, or until you revoke it."
+
+    expires = forms.ChoiceField(
+        choices=list(EXPIRY_LABELS.items()),
+        error_messages={"required": EXPIRES_MESSAGE, "invalid_choice": EXPIRES_MESSAGE},
+    )
+    allow_downloads = forms.BooleanField(required=False)
+    show_owner = forms.BooleanField(required=False)
 
     def error_sentences(self) -> list[str]:
         return [message for messages in self.errors.values() for message in messages]

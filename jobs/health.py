@@ -82,8 +82,9 @@ def check_health() -> Health:
         health.problems.append(f"Redis cannot be reached: {error}")
     finally:
         client.close()
+    imports_off = settings.STEMSITE_URL_IMPORT == "off"
     for name, queue in health.queues.items() if health.redis else ():
-        if queue.workers == 0:
+        if queue.workers == 0 and not (name == settings.STEMSITE_IMPORT_QUEUE and imports_off):
             health.problems.append(
                 f"No worker is running on the {name} queue: {_waiting_on(name)} will not start."
             )
@@ -93,4 +94,6 @@ def check_health() -> Health:
 def _waiting_on(queue: str) -> str:
     if queue == settings.STEMSITE_SHORT_QUEUE:
         return "mix exports and webhook deliveries"
+    if queue == settings.STEMSITE_IMPORT_QUEUE:
+        return "imports from links"
     return "separations"

@@ -34,8 +34,11 @@ class Usage:
         return min(100, round(100 * self.storage_bytes / self.storage_quota_bytes))
 
 
-def usage_for(user) -> Usage:
+def usage_for(user, excluding: Job | None = None) -> Usage:
+    """`excluding`: a job not to count, as if it were not there yet (an import being checked)."""
     jobs = Job.objects.filter(owner=user)
+    if excluding is not None:
+        jobs = jobs.exclude(pk=excluding.pk)
     return Usage(
         uploads_last_hour=jobs.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count(),
         active_jobs=jobs.filter(status__in=Job.ACTIVE).count(),
@@ -57,13 +60,15 @@ def tracks(count: int) -> str:
     return f"{count} track" if count == 1 else f"{count} tracks"
 
 
-def check_upload_allowed(user, sizes: list[int]) -> None:
+def check_upload_allowed(user, sizes: list[int], excluding: Job | None = None) -> None:
     """Raise LimitExceeded if storing uploads of these sizes would break one of the user's limits.
 
     Checked before anything is stored, so a refused upload leaves no file and no job. Stems of
     queued jobs do not exist yet and are not counted: the quota is checked against what is stored.
+    An import is checked when its job is made (its size still 0) and again, `excluding` itself,
+    once its download has arrived, exactly as an upload of that file would be.
     """
-    usage = usage_for(user)
+    usage = usage_for(user, excluding)
     count = len(sizes)
     if usage.uploads_per_hour and usage.uploads_last_hour + count > usage.uploads_per_hour:
         left = max(0, usage.uploads_per_hour - usage.uploads_last_hour)

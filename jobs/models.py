@@ -1,4 +1,5 @@
-"""A Job is one uploaded track and its separation; a Stem is one separated output file."""
+"""A Job is one uploaded (or imported) track and its separation; a Stem is one separated output file;
+a ShareLink lets people without an account play a finished job."""
 
 import unicodedata
 import uuid
@@ -6,6 +7,7 @@ from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
@@ -79,9 +81,14 @@ class JobQuerySet(models.QuerySet):
             return self
         return self.filter(owner=user)
 
+    def listed(self) -> "JobQuerySet":
+        """Jobs as lists show them: an import that turned out to be an existing job is that job."""
+        return self.filter(duplicate_of__isnull=True)
+
 
 class Job(models.Model):
     class Status(models.TextChoices):
+        DOWNLOADING = "downloading", "Downloading"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
@@ -89,7 +96,7 @@ class Job(models.Model):
         CANCELED = "canceled", "Canceled"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    ACTIVE = (Status.DOWNLOADING, Status.QUEUED, Status.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
@@ -114,6 +121,20 @@ class Job(models.Model):
         max_length=64,
         blank=True,
         help_text="hash of the audio and the options: one active job per identical upload and owner",
+    )
+    source_url = models.URLField(
+        max_length=2000, blank=True, help_text="the link the track was imported from (empty for uploads)"
+    )
+    source_key = models.CharField(
+        max_length=64, blank=True, help_text="hash of the link and the options: one active import per link"
+    )
+    duplicate_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="duplicates",
+        help_text="an import whose audio this owner had already separated with these options: that job",
     )
     error_message = models.TextField(blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
@@ -147,7 +168,13 @@ class Job(models.Model):
                 fields=["owner", "dedupe_key"],
                 condition=models.Q(status__in=("queued", "running")) & ~models.Q(dedupe_key=""),
                 name="one_active_job_per_identical_upload",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "source_key"],
+                condition=models.Q(status__in=("downloading", "queued", "running"))
+                & ~models.Q(source_key=""),
+                name="one_active_import_per_link",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -187,6 +214,14 @@ class Job(models.Model):
     @property
     def rq_job_id(self) -> str:
         return f"separate-{self.pk}-{self.attempt}"
+
+    @property
+    def import_rq_id(self) -> str:
+        return f"import-{self.pk}-{self.attempt}"
+
+    @property
+    def is_import(self) -> bool:
+        return bool(self.source_url)
 
     def _transition(self, allowed: tuple, **fields) -> bool:
         """Write `fields` only if the job is still in an `allowed` status and on this attempt.
@@ -242,6 +277,29 @@ class Job(models.Model):
             parts.append(self.key)
         return " · ".join(parts)
 
+    def set_download_progress(self, percent: int) -> bool:
+        """False once the import is no longer downloading (canceled): the download then stops."""
+        return self._transition((self.Status.DOWNLOADING,), progress=max(0, min(100, int(percent))))
+
+    def finish_download(self, **fields) -> bool:
+        """The downloaded track passed the upload checks and is stored: queue it for separation.
+
+        `fields` are what the download found (the stored input, its hash and size, the length,
+        the name). Raises IntegrityError if the same audio with the same options is already active.
+        """
+        return self._transition(
+            (self.Status.DOWNLOADING,), status=self.Status.QUEUED, progress=0, queued_at=timezone.now(),
+            **fields,
+        )  # fmt: skip
+
+    def merge_into(self, existing: "Job") -> bool:
+        """This import's audio was already separated (or is on its way) as `existing`: become a
+        pointer to it, finished, so no second copy is kept or listed."""
+        return self._transition(
+            (self.Status.DOWNLOADING,), status=self.Status.CANCELED, progress=0, duplicate_of=existing,
+            finished_at=timezone.now(),
+        )  # fmt: skip
+
     def mark_succeeded(self) -> bool:
         return self._transition(
             (self.Status.RUNNING,), status=self.Status.SUCCEEDED, progress=100, finished_at=timezone.now()
@@ -254,6 +312,19 @@ class Job(models.Model):
 
     def mark_canceled(self) -> bool:
         return self._transition(self.ACTIVE, status=self.Status.CANCELED, finished_at=timezone.now())
+
+    def recover_lost_download(self) -> bool:
+        """Start the download again as a new attempt: its worker vanished mid-download."""
+        lost = Job.objects.filter(pk=self.pk, status=self.Status.DOWNLOADING, attempt=self.attempt)
+        updated = lost.update(
+            progress=0,
+            attempt=models.F("attempt") + 1,
+            recoveries=models.F("recoveries") + 1,
+            queued_at=timezone.now(),
+        )
+        if updated:
+            self.refresh_from_db()
+        return bool(updated)
 
     def recover_lost_run(self) -> bool:
         """Queue a new attempt of a run whose worker vanished; the lost attempt's writes are fenced off.
@@ -275,15 +346,19 @@ class Job(models.Model):
 
     def requeue(self) -> bool:
         """Start a new attempt of a failed or canceled job; the old attempt's writes are fenced off.
+        An import whose download never completed downloads again.
 
-        Raises IdenticalJobActive if the owner has the same upload with the same options queued or
-        running already (the database allows only one).
+        Raises IdenticalJobActive if the owner has the same upload (or link) with the same options
+        active already (the database allows only one).
         """
-        retryable = Job.objects.filter(pk=self.pk, status__in=(self.Status.FAILED, self.Status.CANCELED))
+        retryable = Job.objects.filter(
+            pk=self.pk, status__in=(self.Status.FAILED, self.Status.CANCELED), duplicate_of__isnull=True
+        )
+        status = self.Status.DOWNLOADING if self.is_import and not self.input_file else self.Status.QUEUED
         try:
             with transaction.atomic():
                 updated = retryable.update(
-                    status=self.Status.QUEUED,
+                    status=status,
                     progress=0,
                     error_message="",
                     attempt=models.F("attempt") + 1,
@@ -301,11 +376,14 @@ class Job(models.Model):
         return bool(updated)
 
     def identical_active_job(self) -> "Job | None":
-        """This owner's other queued or running job for the same audio and options, if any."""
-        if not self.dedupe_key:
-            return None
-        same = Job.objects.filter(owner_id=self.owner_id, dedupe_key=self.dedupe_key, status__in=self.ACTIVE)
-        return same.exclude(pk=self.pk).first()
+        """This owner's other active job for the same audio (or link) and options, if any."""
+        same = Q(pk__in=[])
+        if self.dedupe_key:
+            same |= Q(dedupe_key=self.dedupe_key)
+        if self.source_key:
+            same |= Q(source_key=self.source_key)
+        active = Job.objects.filter(same, owner_id=self.owner_id, status__in=self.ACTIVE)
+        return active.exclude(pk=self.pk).first()
 
     def delete_with_files(self) -> None:
         """Remove the job, its stems, its mix exports and every stored file: nothing of the upload stays."""
@@ -544,3 +622,54 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.url} (attempt {self.attempt})"
+
+
+class ShareLinkQuerySet(models.QuerySet):
+    def active(self) -> "ShareLinkQuerySet":
+        """Links that open: not revoked and not expired."""
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ShareLink(models.Model):
+    """A link that opens one finished job's player for anyone who has it (jobs/sharing/).
+
+    Only the SHA-256 of its token is stored: the link is shown once, when it is made.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    allow_downloads = models.BooleanField(
+        default=False, help_text="the stems can be downloaded, not only played"
+    )
+    show_owner = models.BooleanField(default=False, help_text="the page names the owner")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="empty: never")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    open_count = models.PositiveIntegerField(default=0, help_text="times its page was opened")
+    last_opened_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"share link {self.pk} of {self.job.original_name}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+    def revoke(self) -> bool:
+        """Stop the link from opening; False if it was already revoked."""
+        now = timezone.now()
+        updated = ShareLink.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=now)
+        if updated:
+            self.revoked_at = now
+        return bool(updated)
+
+    def record_open(self) -> None:
+        """Count one opening of the page (one update, however many people open it at once)."""
+        now = timezone.now()
+        ShareLink.objects.filter(pk=self.pk).update(open_count=models.F("open_count") + 1, last_opened_at=now)

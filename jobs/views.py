@@ -21,16 +21,21 @@ from jobs.background.exports import request_export
 from jobs.background.tasks import MSG_PROCESSING_PAUSED
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response, streaming_response, zip_stream
-from jobs.forms import ApiTokenForm, MixExportForm, SignupForm, UploadForm
+from jobs.forms import ApiTokenForm, MixExportForm, ShareLinkForm, SignupForm, UploadForm
 from jobs.limits import LimitExceeded, usage_for
 from jobs.models import IdenticalJobActive, Job, MixExport
 from jobs.realtime.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
+from jobs.realtime.fragments import SHARES_TEMPLATE as SHARES_FRAGMENT
 from jobs.realtime.fragments import status_context
-from jobs.submission import UploadNotStored, submit_within_limits
+from jobs.sharing.links import NotShareable, create_link, revoke_link
+from jobs.submission import UploadNotStored, submit_import, submit_within_limits
 from jobs.upload_limits import refusal_message
 from jobs.webhooks import rotate_secret, secret_for
 
 MSG_NO_STEMS_TO_MIX = "Only a finished separation can be mixed: this track has no stems yet."
+MSG_IMPORT_WAS_DUPLICATE = (
+    "The imported track is one you had already separated with these settings: here is that job."
+)
 
 
 def _get_job_for_user(request: HttpRequest, job_id) -> Job:
@@ -51,7 +56,7 @@ def _job_page(request: HttpRequest) -> dict:
     """One page of the user's jobs, newest first: a long history must not make every visit slow.
 
     Any unreadable or out-of-range `?page=` shows the nearest real page, never an error."""
-    jobs = Job.objects.filter(owner=request.user)
+    jobs = Job.objects.listed().filter(owner=request.user)
     page = Paginator(jobs, settings.STEMSITE_JOBS_PER_PAGE).get_page(request.GET.get("page"))
     return {"jobs": page.object_list, "page": page}
 
@@ -62,7 +67,10 @@ def job_create(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            submissions = submit_within_limits(request.user, form.accepted, form.job_options)
+            if form.import_url:
+                submissions = [submit_import(request.user, form.import_url, form.job_options)]
+            else:
+                submissions = submit_within_limits(request.user, form.accepted, form.job_options)
         except (LimitExceeded, UploadNotStored) as error:
             form.add_error(None, str(error))
     if not form.is_valid():
@@ -71,7 +79,7 @@ def job_create(request: HttpRequest) -> HttpResponse:
         return render(request, "jobs/job_list.html", {**_job_page(request), "form": form}, status=400)
     for submission in submissions:
         if submission.reused:
-            done = "was already separated" if submission.job.is_finished else "is already being separated"
+            done = _already(submission.job)
             messages.info(
                 request,
                 f"“{submission.job.original_name}” {done} with these settings: "
@@ -91,10 +99,21 @@ def job_create(request: HttpRequest) -> HttpResponse:
     return _back_to(request, target)
 
 
+def _already(job: Job) -> str:
+    if job.is_finished:
+        return "was already separated"
+    if job.status == Job.Status.DOWNLOADING:
+        return "is already being downloaded"
+    return "is already being separated"
+
+
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, job_id) -> HttpResponse:
     job = _get_job_for_user(request, job_id)
+    if job.duplicate_of_id:
+        messages.info(request, MSG_IMPORT_WAS_DUPLICATE)
+        return redirect(job.duplicate_of)
     context = {**status_context(job), "player_settings": player_settings.saved_for(request.user, job)}
     return render(request, "jobs/job_detail.html", context)
 
@@ -206,6 +225,46 @@ def job_retry(request: HttpRequest, job_id) -> HttpResponse:
         )
         return _back_to(request, error.job.get_absolute_url())
     return _back_to(request, job.get_absolute_url())
+
+
+@login_required
+@require_POST
+def share_create(request: HttpRequest, job_id) -> HttpResponse:
+    """A new share link for the owner's finished job, shown on this answer only (it is stored hashed)."""
+    job = _get_job_for_user(request, job_id)
+    if job.owner_id != request.user.pk:
+        raise Http404("No such job.")  # sharing is the owner's decision, even for staff
+    form = ShareLinkForm(request.POST)
+    if not form.is_valid():
+        return _shares_answer(request, job, status=400, share_errors=form.error_sentences())
+    try:
+        _, raw = create_link(job, **form.cleaned_data)
+    except NotShareable as error:
+        return _shares_answer(request, job, status=400, share_errors=[str(error)])
+    url = request.build_absolute_uri(reverse("share_page", args=[raw]))
+    return _shares_answer(request, job, new_share_url=url)
+
+
+@login_required
+@require_POST
+def share_revoke(request: HttpRequest, job_id, share: int) -> HttpResponse:
+    """Revoke a share link: from now on it opens a plain 404 page."""
+    job = _get_job_for_user(request, job_id)
+    if not revoke_link(job, share):
+        raise Http404("No such share link.")
+    if request.htmx:
+        return _shares_answer(request, job)
+    messages.success(request, "The share link was revoked: it no longer opens.")
+    return redirect(job)
+
+
+def _shares_answer(request: HttpRequest, job: Job, status: int = 200, **extra) -> HttpResponse:
+    """The job's share section for htmx, or the whole page; never cached (it may hold a new link)."""
+    context = {**status_context(job), **extra}
+    template = SHARES_FRAGMENT if request.htmx else "jobs/job_detail.html"
+    response = render(request, template, context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

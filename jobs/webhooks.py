@@ -1,15 +1,16 @@
 """Webhooks: a job's callback URL gets one signed POST when the job finishes, retried with backoff.
 
 Callback URLs are checked against server-side request forgery when they are accepted and again
-before every attempt (DNS may change in between): only http(s) to public addresses, unless
-STEMSITE_WEBHOOK_ALLOW_PRIVATE or STEMSITE_WEBHOOK_ALLOWED_HOSTS say otherwise. Redirects are
-never followed. Each attempt is a WebhookDelivery row; a failed attempt queues the next one
-after the next STEMSITE_WEBHOOK_RETRY_DELAYS interval (RQ's scheduler runs it).
+before every attempt, and each attempt connects to the address it has just checked (DNS may change
+in between): only http(s) to public addresses (jobs/addresses.py), unless
+STEMSITE_WEBHOOK_ALLOW_PRIVATE or STEMSITE_WEBHOOK_ALLOWED_HOSTS say otherwise. Redirects are never
+followed. Each attempt is a WebhookDelivery row; a failed attempt queues the next one after the
+next STEMSITE_WEBHOOK_RETRY_DELAYS interval (RQ's scheduler runs it).
 """
 
 import hashlib
 import hmac
-import ipaddress
+import http.client
 import json
 import logging
 import secrets
@@ -19,13 +20,13 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import django_rq
 from django.conf import settings
 from django.db import IntegrityError
 from redis.exceptions import RedisError
 
+from jobs import addresses
 from jobs.models import Job, WebhookDelivery, WebhookSecret
 
 logger = logging.getLogger(__name__)
@@ -35,44 +36,35 @@ DELIVERY_TIMEOUT = 10  # seconds for one POST, connection included
 
 
 def check_callback_url(url: str) -> None:
-    """Raise ValueError with a sentence unless `url` is http(s) to a host resolving to public addresses."""
+    """Raise ValueError with a sentence unless `url` is http(s) to a host resolving to public addresses
+    (the rule of jobs/addresses.py), or to a host the operator trusts."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError("The callback URL is not a valid URL.") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("The callback URL must start with http:// or https://.")
-    host = parts.hostname
-    if not host:
-        raise ValueError("The callback URL has no host name.")
-    if parts.username or parts.password:
-        raise ValueError("The callback URL must not contain a user name or password.")
-    try:
-        found = socket.getaddrinfo(
-            host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-        )
-    except (socket.gaierror, UnicodeError):
-        raise ValueError(f"The callback URL's host {host} cannot be resolved.") from None
-    if settings.STEMSITE_WEBHOOK_ALLOW_PRIVATE or host.lower() in settings.STEMSITE_WEBHOOK_ALLOWED_HOSTS:
-        return
-    for *_, sockaddr in found:
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
-        if not is_public_address(address):
-            raise ValueError(
-                f"The callback URL's host {host} resolves to a private, loopback or reserved address "
-                f"({address}); callbacks go only to public addresses."
-            )
+        target = addresses.parse_url(url)
+        if _trusted(target.host):
+            addresses.resolve(target.host, target.port)
+        else:
+            addresses.public_addresses(target.host, target.port)
+    except addresses.AddressRefused as refused:
+        sentence = _CALLBACK_SENTENCES[refused.reason]
+        raise ValueError(sentence.format(host=refused.host, address=refused.address)) from None
 
 
-def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Globally routable unicast only; an IPv4-mapped IPv6 address is judged as its IPv4 address."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return address.is_global and not (
-        address.is_multicast or address.is_reserved or address.is_link_local or address.is_unspecified
-    )
+_CALLBACK_SENTENCES = {
+    addresses.INVALID: "The callback URL is not a valid URL.",
+    addresses.SCHEME: "The callback URL must start with http:// or https://.",
+    addresses.NO_HOST: "The callback URL has no host name.",
+    addresses.CREDENTIALS: "The callback URL must not contain a user name or password.",
+    addresses.UNRESOLVABLE: "The callback URL's host {host} cannot be resolved.",
+    addresses.PRIVATE: (
+        "The callback URL's host {host} resolves to a private, loopback or reserved address "
+        "({address}); callbacks go only to public addresses."
+    ),
+}
+
+
+def _trusted(host: str) -> bool:
+    """Hosts the operator lets callbacks reach whatever they resolve to (a trusted network)."""
+    return settings.STEMSITE_WEBHOOK_ALLOW_PRIVATE or host.lower() in settings.STEMSITE_WEBHOOK_ALLOWED_HOSTS
 
 
 def secret_for(user) -> WebhookSecret:
@@ -136,8 +128,8 @@ def queue_job_event(job: Job) -> bool:
     The body is fixed now, so every retry sends the same event. False when there is nothing to
     send or Redis is unreachable: the reconciler then queues it again (jobs.background.reconcile).
     """
-    if not job.callback_url or not job.is_finished:
-        return False
+    if not job.callback_url or not job.is_finished or job.duplicate_of_id:
+        return False  # an import that became another job: that job's event is the one sent
     event = f"job.{job.status}"
     body = json.dumps(event_payload(job, event), separators=(",", ":"))
     try:
@@ -250,5 +242,37 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _checked_socket(address: tuple[str, int], timeout, source_address=None) -> socket.socket:
+    """The connection to a receiver, made to an address the rule checked just now (no DNS rebinding)."""
+    host, port = address
+    if _trusted(host):
+        return socket.create_connection(address, timeout, source_address)
+    return addresses.connect_checked(host, port, timeout if isinstance(timeout, int | float) else None)[0]
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _checked_socket
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _checked_socket
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_CheckedHTTPConnection, req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_CheckedHTTPSConnection, req, context=self._context)
+
+
 # No environment proxies either: the checked address is the one connected to.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
+_OPENER = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), _NoRedirects, _CheckedHTTPHandler, _CheckedHTTPSHandler
+)

@@ -1,6 +1,7 @@
 """stemsite settings: every host-specific value comes from the environment, with safe defaults."""
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from stemsite.channel_layer import channel_layers
 from stemsite.database import database_config
 from stemsite.env import env_bool, env_choice, env_float, env_float_list, env_int, env_list, env_str
+from stemsite.security import bucket_origins, content_security_policy
 from stemsite.storage import storages_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,6 +43,7 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "ninja",  # serves the API docs' Swagger UI from static files, not a CDN
+    "csp",
     "jobs",
 ]
 
@@ -55,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A Content-Security-Policy on every answer (stemsite/security.py says what it allows and why).
+    "stemsite.security.ContentSecurityPolicy",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes requires: it turns a locked-out login into the 429 page.
     "axes.middleware.AxesMiddleware",
@@ -139,15 +144,18 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_REDIS_URL = env_str("CHANNEL_REDIS_URL", REDIS_URL)
 CHANNEL_LAYERS = channel_layers(CHANNEL_REDIS_URL)
 
-# Two queues, each served by its own workers, so a mix export or a webhook delivery (seconds)
-# never waits behind separations (minutes): `manage.py run_workers --queues ...`.
+# Three queues, each served by its own workers, so a mix export or a webhook delivery (seconds)
+# never waits behind separations (minutes), and a download from a slow site holds up neither:
+# `manage.py run_workers --queues ...`.
 STEMSITE_QUEUE = "separations"
 STEMSITE_SHORT_QUEUE = "short"
+STEMSITE_IMPORT_QUEUE = "imports"
 # Enqueue at the call: stemsite itself calls enqueue from transaction.on_commit.
 RQ = {"WORKER_CLASS": "jobs.background.worker.SeparationWorker", "COMMIT_MODE": "auto"}
 RQ_QUEUES = {
     STEMSITE_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600},
     STEMSITE_SHORT_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900},
+    STEMSITE_IMPORT_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 900},
 }
 
 # Separation
@@ -244,6 +252,24 @@ STEMSITE_WEBHOOK_RETRY_DELAYS = env_float_list("STEMSITE_WEBHOOK_RETRY_DELAYS", 
 # The site's address as its users reach it: webhook events carry absolute download URLs.
 STEMSITE_BASE_URL = env_str("STEMSITE_BASE_URL", "http://127.0.0.1:8000")
 
+# Imports from a link (jobs/imports/, docs/import-and-sharing.md): off, direct (links to audio
+# files) or sites (also pages of the sites yt-dlp understands). A download stops at the upload
+# size limit and after this many seconds; it is written to a folder of its own under the import
+# folder, removed whatever happens.
+STEMSITE_URL_IMPORT = env_choice("STEMSITE_URL_IMPORT", "direct", ("off", "direct", "sites"))
+STEMSITE_IMPORT_TIMEOUT_SECONDS = env_int("STEMSITE_IMPORT_TIMEOUT_SECONDS", 600, minimum=1)
+STEMSITE_IMPORT_DIR = Path(
+    env_str("STEMSITE_IMPORT_DIR") or Path(FILE_UPLOAD_TEMP_DIR or tempfile.gettempdir()) / "stemsite-imports"
+)
+# Tests only: `address:port` pairs of local servers that imports may reach although the address
+# rule refuses private addresses. Leave it empty on a real site.
+STEMSITE_TEST_FETCH_ALLOWED = frozenset(env_list("STEMSITE_TEST_FETCH_ALLOWED", []))
+
+# Share links (jobs/sharing/): a client address that opens this many unknown, revoked or expired
+# links within SHARE_GUESS_WINDOW_SECONDS gets 429 on every share link until the window ends.
+STEMSITE_SHARE_GUESSES_PER_ADDRESS = env_int("STEMSITE_SHARE_GUESSES_PER_ADDRESS", 20, minimum=1)
+STEMSITE_SHARE_GUESS_WINDOW_SECONDS = env_int("STEMSITE_SHARE_GUESS_WINDOW_SECONDS", 600, minimum=1)
+
 # Metrics: /metrics for staff sessions or this bearer token (empty: staff only). Worker processes
 # write their samples to files in this folder (prometheus_client's multi-process mode); the
 # library reads the environment variable, so it is set here, before anything imports it.
@@ -282,6 +308,9 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# The Content-Security-Policy (stemsite/security.py): scripts, styles, media and connections from
+# the site itself (and the bucket, when files live in one), no inline script, no eval.
+CONTENT_SECURITY_POLICY = content_security_policy(bucket_origins(STORAGES["default"]))
 
 LOGGING = {
     "version": 1,

@@ -17,6 +17,7 @@ from django.urls.converters import IntConverter, PathConverter, SlugConverter, S
 from django.urls.resolvers import RoutePattern
 
 from jobs.realtime.routing import websocket_urlpatterns
+from jobs.sharing.links import create_link
 from stemsite.asgi import application
 from tests.conftest import media_files
 
@@ -41,11 +42,13 @@ REGEX_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>[^)]*\)")
 REGEX_VALUES = {"app_label": "jobs", "url": "nothing-here/", "token": "x", "rest": "nothing-here"}
 
 
-def fill(parts: tuple, job, object_id) -> tuple[str, bool]:
+def fill(parts: tuple, job, object_id, token: str = "x", share: int = 0) -> tuple[str, bool]:
     """The URL of a route with its arguments filled, and whether it names an object.
 
     UUID and ids take `object_id` (the owner's job, or a missing one); a stem's name or number
-    takes the owner's first stem; a mix export's id takes the owner's first export.
+    takes the owner's first stem; a mix export's id takes the owner's first export; a share
+    link's number takes `share`. A share link's token is its own key: an outsider walks with one
+    that opens nothing.
     """
     stem = job.stems.first()
     export = job.exports.first()
@@ -59,12 +62,17 @@ def fill(parts: tuple, job, object_id) -> tuple[str, bool]:
         if isinstance(converter, UUIDConverter) or name.endswith("id"):
             names_object = True
             return str(object_id)
+        if name == "share":
+            names_object = True
+            return str(share)
         if isinstance(converter, IntConverter):
             names_object = names_object or "stem" in name
             return str(stem.pk if "stem" in name else 0)
         if isinstance(converter, SlugConverter):
             names_object = True
             return stem.name
+        if name == "token":
+            return token
         if isinstance(converter, StringConverter | PathConverter):
             return "x"
         raise AssertionError(f"no value for a {type(converter).__name__} argument {name!r}")
@@ -81,12 +89,13 @@ def fill(parts: tuple, job, object_id) -> tuple[str, bool]:
     return "/" + url, names_object
 
 
-def site_routes(job) -> list[tuple[str, str, bool, bool]]:
+def site_routes(job, token: str = "x") -> list[tuple[str, str, bool, bool]]:
     """(URL, the same URL for a missing job, names an object, is one of the site's own routes)."""
     routes = []
+    share = job.share_links.values_list("pk", flat=True).first() or 0
     for parts, pattern in walk(get_resolver()):
-        url, names_object = fill(parts, job, job.pk)
-        missing_url, _ = fill(parts, job, MISSING)
+        url, names_object = fill(parts, job, job.pk, token, share)
+        missing_url, _ = fill(parts, job, MISSING, share=share)
         match = resolve(url)
         if match.func is not pattern.callback:
             shadowed = match.route == "".join(str(part) for part in parts)
@@ -111,7 +120,8 @@ def body(response) -> bytes:
 
 def snapshot(job):
     job.refresh_from_db()
-    return job.status, job.attempt, sorted(job.stems.values_list("name", flat=True))
+    links = sorted(job.share_links.values_list("pk", "revoked_at"))
+    return job.status, job.attempt, sorted(job.stems.values_list("name", flat=True)), links
 
 
 def test_every_route_hides_another_users_job(
@@ -119,6 +129,7 @@ def test_every_route_hides_another_users_job(
 ):
     job = make_job(owner, name="Secret Song.wav")
     make_export(job)
+    create_link(job, "never", allow_downloads=True, show_owner=True)
     before, files_before = snapshot(job), media_files(media_root)
     routes = site_routes(job)
     owned = [r for r in routes if r[2] and r[3]]
@@ -145,7 +156,8 @@ def test_owner_reaches_the_routes_the_walk_fills(owner_client, owner, make_job, 
     """The walk's URLs point at real objects: the owner gets them, so a 404 above means refusal."""
     job = make_job(owner)
     make_export(job)
-    for url, _, names_object, site_own in site_routes(job):
+    _, token = create_link(job, "week", allow_downloads=True, show_owner=False)
+    for url, _, names_object, site_own in site_routes(job, token):
         if names_object and site_own:
             response = owner_client.get(url)
             assert response.status_code in (200, 206, 405), (url, response.status_code)

@@ -330,7 +330,7 @@ def test_upload_is_validated_like_the_form(client, owner_token, make_audio, tmp_
     error = assert_error(upload(client, owner_token, text), 400, "invalid")
     assert "audio" in error["message"].lower()
     error = assert_error(api(client, "post", "/api/jobs", owner_token, data={}), 400, "invalid")
-    assert error["message"] == "Choose an audio file to upload."
+    assert error["message"] == "Choose an audio file to upload, or paste a link to one."
     error = assert_error(upload(client, owner_token, make_audio("a.wav", 1), model="nope"), 400, "invalid")
     assert error["message"].startswith("model: ")
     assert "nope" in error["message"]

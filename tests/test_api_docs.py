@@ -24,6 +24,10 @@ ENDPOINTS = {
     ("post", "/api/jobs/{job_id}/exports"),
     ("get", "/api/jobs/{job_id}/exports/{export_id}"),
     ("get", "/api/jobs/{job_id}/exports/{export_id}/file"),
+    ("post", "/api/jobs/{job_id}/shares"),
+    ("get", "/api/jobs/{job_id}/shares"),
+    ("get", "/api/jobs/{job_id}/shares/{share}"),
+    ("delete", "/api/jobs/{job_id}/shares/{share}"),
 }
 
 
@@ -38,7 +42,7 @@ def api_routes() -> set[str]:
     for pattern in api.url_patterns:
         route = str(pattern.pattern)
         if route.startswith(("jobs", "models")):
-            for converter in ("uuidstr:", "slug:"):
+            for converter in ("uuidstr:", "slug:", "int:"):
                 route = route.replace(f"<{converter}", "<")
             routes.add("/api/" + route.replace("<", "{").replace(">", "}"))
     return routes

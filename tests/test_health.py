@@ -28,7 +28,11 @@ def test_health_is_200_with_a_worker_running(client, start_worker):
     assert body["redis"] == "ok"
     assert body["workers"] == 1
     assert body["queue_depth"] == 0
-    assert body["queues"] == {"separations": {"depth": 0, "workers": 1}, "short": {"depth": 0, "workers": 1}}
+    assert body["queues"] == {
+        "separations": {"depth": 0, "workers": 1},
+        "short": {"depth": 0, "workers": 1},
+        "imports": {"depth": 0, "workers": 1},
+    }
     assert body["problems"] == []
 
 
@@ -41,7 +45,18 @@ def test_health_is_503_without_a_worker(client):
     assert body["problems"] == [
         "No worker is running on the separations queue: separations will not start.",
         "No worker is running on the short queue: mix exports and webhook deliveries will not start.",
+        "No worker is running on the imports queue: imports from links will not start.",
     ]
+
+
+def test_health_needs_no_imports_worker_where_imports_are_off(client, start_worker, settings):
+    settings.STEMSITE_URL_IMPORT = "off"
+    start_worker(["separations", "short"])
+
+    status, body = wait_until(lambda: (s := health(client))[0] == 200 and s, timeout=60)
+
+    assert body["queues"]["imports"] == {"depth": 0, "workers": 0}
+    assert body["problems"] == []
 
 
 def test_health_is_503_when_no_worker_serves_the_short_queue(
@@ -54,9 +69,14 @@ def test_health_is_503_when_no_worker_serves_the_short_queue(
 
     assert status == 503
     assert body["queue_depth"] == 1
-    assert body["queues"] == {"separations": {"depth": 0, "workers": 1}, "short": {"depth": 1, "workers": 0}}
+    assert body["queues"] == {
+        "separations": {"depth": 0, "workers": 1},
+        "short": {"depth": 1, "workers": 0},
+        "imports": {"depth": 0, "workers": 0},
+    }
     assert body["problems"] == [
-        "No worker is running on the short queue: mix exports and webhook deliveries will not start."
+        "No worker is running on the short queue: mix exports and webhook deliveries will not start.",
+        "No worker is running on the imports queue: imports from links will not start.",
     ]
 
 

@@ -37,7 +37,7 @@ def open_list(tab, url: str) -> list:
         tab.goto(url)
     frames = []
     opened.value.on("framereceived", lambda frame: frames.append(frame))
-    tab.wait_for_function("window.listSocketOpen === true")
+    tab.wait_for_function("() => window.listSocketOpen === true")
     return frames
 
 

@@ -301,7 +301,7 @@ def test_a_pushed_status_block_keeps_the_playing_mixer(live_web, owner, finished
         }""",
         str(finished_job.pk),
     )
-    page.wait_for_function("window.statusSwapped === true")
+    page.wait_for_function("() => window.statusSwapped === true")
     assert page.evaluate("document.querySelector('[data-mixer]').marked") is True, "the same mixer element"
     after = state(page)
     assert after["playing"] is True

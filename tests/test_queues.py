@@ -1,4 +1,5 @@
-"""Two queues: mix exports and webhooks run on the short queue's own worker, never behind separations."""
+"""Three queues: mix exports and webhooks run on the short queue's own worker, and downloads of imports
+on the imports queue's, never behind separations."""
 
 import django_rq
 import pytest
@@ -14,7 +15,11 @@ from tests.test_worker import upload, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
-SEPARATIONS, SHORT = settings.STEMSITE_QUEUE, settings.STEMSITE_SHORT_QUEUE
+SEPARATIONS, SHORT, IMPORTS = (
+    settings.STEMSITE_QUEUE,
+    settings.STEMSITE_SHORT_QUEUE,
+    settings.STEMSITE_IMPORT_QUEUE,
+)
 
 
 def workers_on(queue: str) -> int:
@@ -59,7 +64,9 @@ def test_short_queue_worker_runs_exports_without_loading_a_model(owner, owner_cl
 
 def test_run_workers_starts_the_asked_number_of_workers_per_queue(supervisor):  # noqa: F811
     supervisor(workers=2)
-    wait_until(lambda: (workers_on(SEPARATIONS), workers_on(SHORT)) == (2, 1), timeout=90)
+    wait_until(
+        lambda: (workers_on(SEPARATIONS), workers_on(SHORT), workers_on(IMPORTS)) == (2, 1, 1), timeout=90
+    )
 
 
 def test_workers_only_supervisor_runs_no_scheduler(supervisor, redis_db):  # noqa: F811
@@ -75,10 +82,13 @@ def test_workers_only_supervisor_runs_no_scheduler(supervisor, redis_db):  # noq
 @pytest.mark.parametrize(
     ("queues", "message"),
     [
-        ("separations,nope", "Unknown queue 'nope' in --queues; the site's queues are: separations, short."),
+        (
+            "separations,nope",
+            "Unknown queue 'nope' in --queues; the site's queues are: separations, short, imports.",
+        ),
         ("short,short=2", "The short queue is named twice in --queues."),
         ("short=0", "--queues: 'short=0' needs a whole number of workers of at least 1."),
-        (" , ", "--queues needs at least one queue; the site's queues are: separations, short."),
+        (" , ", "--queues needs at least one queue; the site's queues are: separations, short, imports."),
     ],
 )
 def test_run_workers_refuses_a_bad_queue_list_with_a_sentence(queues, message):

@@ -76,7 +76,7 @@ def test_job_page_reconnects_after_a_server_restart_and_catches_up(
     page.add_init_script(COUNT_SOCKET_OPENS)
     page.goto(f"{web_server.url}{job.get_absolute_url()}")
     expect(page.locator(".percent")).to_have_text("10%")
-    page.wait_for_function("window.socketOpens >= 1")
+    page.wait_for_function("() => window.socketOpens >= 1")
 
     web_server.stop()
     set_progress_unpublished(job, 60)  # while nobody could push it

@@ -144,3 +144,19 @@ def test_webhook_retry_delays_are_a_list_of_numbers(monkeypatch):
     monkeypatch.setenv("X_DELAYS", "-5")
     with pytest.raises(ImproperlyConfigured, match="negative"):
         env_float_list("X_DELAYS", [1])
+
+
+def test_imports_are_direct_links_unless_the_operator_says_otherwise():
+    secret = "x" * 20 + "production-like-secret-key-with-enough-entropy-0123456789"
+    result = manage("shell", "-c", "from django.conf import settings; print(settings.STEMSITE_URL_IMPORT)",
+                    DEBUG="true")  # fmt: skip
+    assert result.stdout.strip().splitlines()[-1] == "direct"
+    refused = manage("check", DEBUG="true", STEMSITE_URL_IMPORT="everything")
+    assert refused.returncode != 0
+    assert "STEMSITE_URL_IMPORT must be one of off, direct, sites, not 'everything'." in refused.stderr
+    warned = manage(
+        "check", "--deploy", "--fail-level", "WARNING", SECRET_KEY=secret, ALLOWED_HOSTS="stems.example",
+        STEMSITE_TEST_FETCH_ALLOWED="127.0.0.1:8123",
+    )  # fmt: skip
+    assert warned.returncode != 0
+    assert "stemsite.W001" in warned.stderr

@@ -5,6 +5,7 @@ from ninja import NinjaAPI
 from jobs.api import errors
 from jobs.api.auth import session_auth, token_auth
 from jobs.api.jobs import router as jobs_router
+from jobs.api.shares import router as shares_router
 
 DESCRIPTION = """
 Everything the site does in the browser, for scripts.
@@ -32,3 +33,4 @@ api = NinjaAPI(
 )
 errors.register(api)
 api.add_router("/", jobs_router)
+api.add_router("/", shares_router)

@@ -7,6 +7,7 @@ for a job the caller may not see (staff see all).
 import json
 from uuid import UUID
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import File, Form, Query, Router, Status
@@ -31,9 +32,9 @@ from jobs.background.tasks import MSG_PROCESSING_PAUSED
 from jobs.capabilities import site_capabilities
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response
-from jobs.forms import MixExportForm, UploadForm
+from jobs.forms import MSG_IMPORT_OFF, MixExportForm, UploadForm
 from jobs.models import IdenticalJobActive, Job, MixExport
-from jobs.submission import submit_within_limits
+from jobs.submission import submit_import, submit_within_limits
 from jobs.views import MSG_NO_STEMS_TO_MIX
 from jobs.webhooks import check_callback_url
 
@@ -48,11 +49,12 @@ def _user(request: HttpRequest):
 
 
 def _get_job(request: HttpRequest, job_id: UUID) -> Job:
-    """The job if the caller may see it (owner or staff); otherwise 404, as for a job that does not exist."""
-    job = Job.objects.for_user(_user(request)).filter(pk=job_id).first()
+    """The job if the caller may see it (owner or staff); otherwise 404, as for a job that does not exist.
+    An import that turned out to be a job the owner had already is that job."""
+    job = Job.objects.for_user(_user(request)).select_related("duplicate_of").filter(pk=job_id).first()
     if job is None:
         raise ApiError(404, "No such job.")
-    return job
+    return job.duplicate_of or job
 
 
 @router.get("/models", response={200: ModelsOut, 401: ErrorOut}, summary="Models and precisions on offer")
@@ -74,11 +76,12 @@ def models(request: HttpRequest):
         503: ErrorOut,
         507: ErrorOut,
     },
-    summary="Upload a track and queue its separation",
+    summary="Upload a track, or import one from a link, and queue its separation",
 )
 def create_job(
     request: HttpRequest,
     file: File[UploadedFile] = None,
+    url: Form[str] = "",
     model: Form[str] = "",
     two_stems: Form[str] = "",
     quality: Form[str] = "",
@@ -87,19 +90,27 @@ def create_job(
     precision: Form[str] = "",
     callback_url: Form[str] = "",
 ):
-    """Multipart form: `file` and the upload form's options, validated exactly as the page does.
+    """Multipart form: `file` and the upload form's options, validated exactly as the page does; or,
+    instead of `file`, `url`: a link to import the track from (when the site allows imports).
 
-    201 with the new job; 200 with the existing job when the same audio with the same options was
-    already separated or is on its way; 503 (the job in `details.job`) when the queue is down: the
-    job is saved and starts by itself once processing resumes, so do not send it again. 503 with
-    code `model_unavailable` when the workers cannot load any model: nothing is saved.
+    201 with the new job; 200 with the existing job when the same audio (or the same link) with the
+    same options was already separated or is on its way; 503 (the job in `details.job`) when the
+    queue is down: the job is saved and starts by itself once processing resumes, so do not send it
+    again. 503 with code `model_unavailable` when the workers cannot load any model: nothing is saved.
+
+    An import answers at once with status `downloading`; the download then goes through the same
+    checks as an upload. When its audio turns out to be a job you already have with these options,
+    GET on its id answers with that job (a different `id`).
     """
     user = _user(request)
     data = {"model": model, "two_stems": two_stems, "quality": quality, "output_format": output_format}
+    data["url"] = url
     data.update(mp3_bitrate=mp3_bitrate, precision=precision)
     files = request.FILES.getlist("file")
     if len(files) > 1:
         raise ApiError(400, "Send one file per request, in the field 'file'.")
+    if url.strip() and settings.STEMSITE_URL_IMPORT == "off":
+        raise ApiError(400, MSG_IMPORT_OFF, details={"url": MSG_IMPORT_OFF})
     capabilities = site_capabilities()
     if capabilities.unavailable:
         raise ApiError(503, f"{capabilities.unavailable} Nothing was saved.", code="model_unavailable")
@@ -112,8 +123,10 @@ def create_job(
             check_callback_url(callback_url)
         except ValueError as error:
             raise ApiError(400, str(error), details={"callback_url": str(error)}) from None
-    accepted = form.accepted[0]
-    [submission] = submit_within_limits(user, [accepted], form.job_options, callback_url=callback_url)
+    if form.import_url:
+        submission = submit_import(user, form.import_url, form.job_options, callback_url=callback_url)
+    else:
+        [submission] = submit_within_limits(user, form.accepted, form.job_options, callback_url=callback_url)
     job = submission.job
     if submission.paused:
         raise ApiError(
@@ -125,7 +138,7 @@ def create_job(
 def form_sentences(form) -> list[str]:
     """The form's sentences; an option's are prefixed with its field name (the page shows them beside it)."""
     return [
-        message if field in ("files", "__all__") else f"{field}: {message}"
+        message if field in ("files", "url", "__all__") else f"{field}: {message}"
         for field, messages in form.errors.items()
         for message in messages
     ]
@@ -141,7 +154,7 @@ def list_jobs(
     """Newest first, the caller's own jobs (staff too: the site's job list is per user)."""
     if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ApiError(400, f"page must be 1 or more and page_size from 1 to {MAX_PAGE_SIZE}.")
-    jobs = Job.objects.filter(owner=_user(request))
+    jobs = Job.objects.listed().filter(owner=_user(request))
     if status:
         jobs = jobs.filter(status=status)
     count = jobs.count()

@@ -10,11 +10,12 @@ from ninja import Schema
 from pydantic import Field
 
 from jobs.capabilities import Capabilities
-from jobs.models import Job, MixExport
+from jobs.models import Job, MixExport, ShareLink
 from jobs.options import MODELS, PRECISIONS
 
 # Our statuses in the lifecycle the original backend exposed (pending, processing, completed, failed).
 STATES = {
+    Job.Status.DOWNLOADING: "pending",
     Job.Status.QUEUED: "pending",
     Job.Status.RUNNING: "processing",
     Job.Status.SUCCEEDED: "completed",
@@ -35,10 +36,13 @@ class ErrorOut(Schema):
 
 class JobOut(Schema):
     id: UUID
-    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    status: Literal["downloading", "queued", "running", "succeeded", "failed", "canceled"] = Field(
+        description="downloading: an import fetching its link (progress is the download's percent)"
+    )
     state: Literal["pending", "processing", "completed", "failed", "canceled"]
     progress: int
     original_name: str
+    source_url: str = Field(description="the link the track was imported from; empty for an upload")
     model: str
     options: dict
     precision: Literal["full", "half"] = Field(description="the precision asked for")
@@ -147,6 +151,7 @@ def job_out(request: HttpRequest, job: Job) -> dict:
         "state": STATES[job.status],
         "progress": job.progress,
         "original_name": job.original_name,
+        "source_url": job.source_url,
         "model": job.model_name,
         "options": job.options,
         "precision": job.job_options.precision_choice.name,
@@ -206,3 +211,37 @@ def models_out(capabilities: Capabilities) -> dict:
         "half_arithmetic": capabilities.half_arithmetic,
         "unavailable": capabilities.unavailable or None,
     }  # fmt: skip
+
+
+class ShareIn(Schema):
+    expires: Literal["day", "week", "never"] = Field("week", description="how long the link opens")
+    allow_downloads: bool = Field(False, description="the stems can be downloaded, not only played")
+    show_owner: bool = Field(False, description="the page shows your user name")
+
+
+class ShareOut(Schema):
+    id: int
+    active: bool = Field(description="opens now: not revoked and not expired")
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    allow_downloads: bool
+    show_owner: bool
+    open_count: int = Field(description="times the shared page was opened")
+    created_at: datetime
+    url: str | None = Field(
+        None, description="the link itself: only in the answer that made it (it is stored hashed)"
+    )
+
+
+def share_out(link: ShareLink, url: str | None = None) -> dict:
+    return {
+        "id": link.pk,
+        "active": link.is_active,
+        "expires_at": link.expires_at,
+        "revoked_at": link.revoked_at,
+        "allow_downloads": link.allow_downloads,
+        "show_owner": link.show_owner,
+        "open_count": link.open_count,
+        "created_at": link.created_at,
+        "url": url,
+    }

@@ -3,7 +3,8 @@
 Every few seconds it compares queued and running rows with what RQ knows and resolves each
 mismatch: a queued row whose RQ job is gone (Redis restarted, or was down at upload) is queued
 again; a running row whose RQ job or worker is gone (a crash, a killed worker, a lost Redis) is
-queued as a new attempt a bounded number of times, then failed with a message. Mix exports get
+queued as a new attempt a bounded number of times, then failed with a message; so is a download
+(an import) whose RQ job or worker is gone, on the imports queue. Mix exports get
 the same care on the short queue: a queued one is queued again, a running one whose render is
 gone fails with a sentence (asking again renders it anew). So do webhook events: a finished job's
 event that was neither delivered nor is on its way is queued again. A Redis lock makes sure only
@@ -11,6 +12,7 @@ one reconciler acts at a time, however many machines run workers.
 """
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -26,6 +28,7 @@ from rq.utils import utcparse
 from rq.worker import Worker
 
 from jobs.background.exports import enqueue_export, export_rq_id, fail_lost_export
+from jobs.background.imports import MSG_DOWNLOAD_LOST, enqueue_import, import_folder
 from jobs.background.tasks import MSG_WORKER_LOST, enqueue_separation
 from jobs.metrics import count_failure
 from jobs.models import Job, MixExport, WebhookDelivery
@@ -51,11 +54,17 @@ class Reconciliation:
     exports_requeued: list = field(default_factory=list)
     exports_failed: list = field(default_factory=list)
     events_requeued: list = field(default_factory=list)
+    downloads_recovered: list = field(default_factory=list)
+    downloads_failed: list = field(default_factory=list)
     skipped: bool = False
 
     @property
     def changed(self) -> bool:
         return bool(self.requeued or self.recovered or self.failed)
+
+    @property
+    def downloads_changed(self) -> bool:
+        return bool(self.downloads_recovered or self.downloads_failed)
 
     @property
     def exports_changed(self) -> bool:
@@ -91,9 +100,37 @@ def _reconcile(connection: Redis) -> Reconciliation:
     for job in Job.objects.select_related("owner").filter(status=Job.Status.RUNNING):
         if not _carried(job.rq_job_id, connection):
             _resolve_lost_run(job, result)
+    _reconcile_downloads(result, settled_before)
     _reconcile_exports(result, settled_before)
     _reconcile_events(result, settled_before)
     return result
+
+
+def _reconcile_downloads(result: Reconciliation, settled_before) -> None:
+    """Imports whose download RQ no longer carries (never queued, Redis lost it, or its worker
+    vanished): downloaded afresh as a new attempt while recoveries are left, else failed."""
+    connection = django_rq.get_connection(settings.STEMSITE_IMPORT_QUEUE)
+    downloading = Job.objects.select_related("owner").filter(
+        status=Job.Status.DOWNLOADING, queued_at__lt=settled_before
+    )
+    for job in downloading:
+        if _carried(job.import_rq_id, connection):
+            continue
+        lost = import_folder(job.pk, job.attempt)
+        if job.recoveries < settings.STEMSITE_MAX_RECOVERIES and job.recover_lost_download():
+            logger.warning("Import %s lost its download: trying again as attempt %s", job.pk, job.attempt)
+            publish_job_state(job)
+            enqueue_import(job)
+            result.downloads_recovered.append(job.pk)
+        elif job.mark_failed(MSG_DOWNLOAD_LOST):
+            logger.warning("Import %s lost its download again: failed", job.pk)
+            publish_job_state(job)
+            queue_job_event(job)
+            count_failure(MSG_DOWNLOAD_LOST)
+            result.downloads_failed.append(job.pk)
+        else:
+            continue
+        shutil.rmtree(lost, ignore_errors=True)  # when the lost worker ran on this machine
 
 
 def _reconcile_events(result: Reconciliation, settled_before) -> None:
@@ -105,7 +142,8 @@ def _reconcile_events(result: Reconciliation, settled_before) -> None:
     connection = django_rq.get_connection(settings.STEMSITE_SHORT_QUEUE)
     delivered = WebhookDelivery.objects.filter(job=OuterRef("pk"), created_at__gte=OuterRef("finished_at"))
     finished = (
-        Job.objects.select_related("owner")
+        Job.objects.listed()
+        .select_related("owner")
         .exclude(callback_url="")
         .filter(status__in=Job.FINISHED, finished_at__lt=settled_before)
         .filter(finished_at__gte=timezone.now() - EVENT_WINDOW)

@@ -120,28 +120,28 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
     try:
         _separate_and_store(job, _ProgressReporter(job))
     except audio.AudioError as error:
-        _fail(job, str(error))
+        fail_job(job, str(error))
     except separation.ModelUnavailable as error:
         logger.error("Job %s: %s", job.pk, error)
-        _fail(job, str(error))
+        fail_job(job, str(error))
     except JobTimeoutException:
-        _fail(job, timeout_message(_current_timeout(job)))
+        fail_job(job, timeout_message(_current_timeout(job)))
     except (MemoryError, torch.OutOfMemoryError):
-        _fail(job, MSG_OUT_OF_MEMORY)
+        fail_job(job, MSG_OUT_OF_MEMORY)
     except RuntimeError as error:
         if "allocate memory" not in str(error) and "out of memory" not in str(error):
             logger.exception("Job %s failed", job.pk)
-            _fail(job, MSG_INTERNAL)
+            fail_job(job, MSG_INTERNAL)
             raise
-        _fail(job, MSG_OUT_OF_MEMORY)
+        fail_job(job, MSG_OUT_OF_MEMORY)
     except Exception as error:
         problem = storage_problem(error)
         if problem is None:
             logger.exception("Job %s failed", job.pk)
-            _fail(job, MSG_INTERNAL)
+            fail_job(job, MSG_INTERNAL)
             raise
         logger.error("Job %s: its files could not be read or stored: %s", job.pk, error)
-        _fail(job, STORAGE_MESSAGES[problem])  # which also removes what was stored of its stems
+        fail_job(job, STORAGE_MESSAGES[problem])  # which also removes what was stored of its stems
     else:
         publish_job_state(job)
     finally:
@@ -280,7 +280,7 @@ def _remove_stored_stems(job: Job) -> None:
         logger.error("Job %s: could not remove its partial stems: %s", job.pk, error)
 
 
-def _fail(job: Job, message: str) -> None:
+def fail_job(job: Job, message: str) -> None:
     """Fail this attempt and remove its files; a canceled, finished or newer attempt is left alone."""
     if job.mark_failed(message):
         _remove_stored_stems(job)
@@ -293,7 +293,7 @@ def fail_lost_job(job_id: str, attempt: int, message: str = MSG_WORKER_LOST) -> 
     job = Job.objects.select_related("owner").filter(pk=job_id, attempt=attempt).first()
     if job is not None and job.status == Job.Status.RUNNING:
         logger.warning("Job %s lost its worker process", job_id)
-        _fail(job, message)
+        fail_job(job, message)
         publish_queue()
 
 

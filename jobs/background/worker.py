@@ -1,4 +1,4 @@
-"""The RQ worker class stemsite runs on both queues: RQ's forking worker, with models loaded before forks."""
+"""The RQ worker class stemsite runs on every queue: RQ's forking worker, with models loaded before forks."""
 
 import ctypes
 import json
@@ -11,6 +11,7 @@ from django.conf import settings
 from rq import Worker
 
 from jobs.background.exports import fail_lost_export
+from jobs.background.imports import MSG_DOWNLOAD_SHUT_DOWN, fail_lost_import
 from jobs.background.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model, separation_threads
 from jobs.capabilities import REPORT_FIELD
 from jobs.catalog import offered_models
@@ -24,6 +25,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # by a version before jobs/background/ existed (jobs/tasks.py and jobs/exports.py keep them running).
 SEPARATION_TASKS = ("jobs.background.tasks.separate_job", "jobs.tasks.separate_job")
 EXPORT_TASKS = ("jobs.background.exports.render_export", "jobs.exports.render_export")
+IMPORT_TASKS = ("jobs.background.imports.import_track",)
 
 
 class SeparationWorker(Worker):
@@ -90,6 +92,8 @@ class SeparationWorker(Worker):
             fail_lost_job(*job.args)
         elif job.func_name in EXPORT_TASKS and len(job.args) == 1:
             fail_lost_export(*job.args)
+        elif is_import(job):
+            fail_lost_import(*job.args)
 
     def request_force_stop(self, signum, frame):
         """A second SIGTERM/SIGINT kills the horse (cold shutdown); RQ would leave the row running."""
@@ -104,6 +108,8 @@ class SeparationWorker(Worker):
         except SystemExit:
             if job is not None and is_separation(job):
                 fail_lost_job(*job.args, message=MSG_WORKER_SHUT_DOWN)
+            elif job is not None and is_import(job):
+                fail_lost_import(*job.args, message=MSG_DOWNLOAD_SHUT_DOWN)
             raise
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -111,6 +117,10 @@ class SeparationWorker(Worker):
 
 def is_separation(job) -> bool:
     return job.func_name in SEPARATION_TASKS and len(job.args) == 2
+
+
+def is_import(job) -> bool:
+    return job.func_name in IMPORT_TASKS and len(job.args) == 2
 
 
 def separation_report(name: str) -> dict:

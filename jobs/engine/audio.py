@@ -174,6 +174,22 @@ def _is_cover_art(stream: dict) -> bool:
     return bool(stream.get("disposition", {}).get("attached_pic"))
 
 
+def extract_audio(source: str, target: str, timeout: float) -> None:
+    """Copy the first audio stream of a downloaded file into a Matroska file of its own.
+
+    For what sites serve: a video with its sound, or MPEG-TS from an HLS stream. The codec is
+    copied, never re-encoded; the same fences as every other run (the local file only, our
+    demuxers and MPEG-TS, only audio decoders), and the result is then checked like an upload.
+    """
+    command = [
+        "ffmpeg", "-nostdin", "-v", "error",
+        "-protocol_whitelist", "file", "-format_whitelist", f"{_DEMUXERS},mpegts",
+        "-codec_whitelist", _DECODERS, "-i", source,
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy", "-f", "matroska", "-y", target,
+    ]  # fmt: skip
+    _run(command, timeout, slow=MSG_SLOW_DECODE, failed=MSG_NOT_AUDIO)
+
+
 def decode(
     path: str, max_seconds: float, timeout: float, sample_rate: int = 44100, channels: int = 2
 ) -> tuple[np.ndarray, int]:

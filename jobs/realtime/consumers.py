@@ -117,7 +117,8 @@ class JobListConsumer(_ForwardingConsumer):
         await self.join_and_catch_up(user_group(user.pk))
 
     def snapshot(self, shown):
-        jobs = list(Job.objects.filter(owner=self.scope["user"]).order_by("-created_at")[:RECENT_ROWS])
+        mine = Job.objects.listed().filter(owner=self.scope["user"])
+        jobs = list(mine.order_by("-created_at")[:RECENT_ROWS])
         now = [tuple(getattr(job, name) for name in SHOWN_FIELDS) for job in jobs]
         if now == shown:
             return shown, "", False

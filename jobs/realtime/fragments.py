@@ -1,40 +1,54 @@
 """The one place that renders a job's live pieces, for the page, htmx and the websocket alike."""
 
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from jobs.engine.peaks import PEAKS_PER_SECOND
 from jobs.eta import Estimate, estimates
 from jobs.models import Job, MixExport
+from jobs.sharing.links import EXPIRY_LABELS
 
 STATUS_TEMPLATE = "jobs/job_detail.html#job-status"
+SHARES_TEMPLATE = "jobs/job_detail.html#share-links"
 ROW_TEMPLATE = "jobs/job_list.html#job-row"
 EXPORT_TEMPLATE = "jobs/job_detail.html#mix-export"
 
 
 def status_context(job: Job, estimate: Estimate | None = None) -> dict:
-    if estimate is None and not job.is_finished:
+    if estimate is None and not job.is_finished and not job.duplicate_of_id:
         estimate = estimates().get(job.pk)
     context = {"job": job, "estimate": estimate}
     if job.status == Job.Status.SUCCEEDED:
         context["mixer_stems"] = mixer_stems(job)
         context["mixer_track"] = {"tempo_bpm": job.tempo_bpm, "beats": job.beats, "key": job.key}
+        context["share_links"] = list(job.share_links.all())
+        context["share_expiries"] = list(EXPIRY_LABELS.items())
     return context
 
 
-def mixer_stems(job: Job) -> list[dict]:
-    """What the player needs per stem (one query): where to stream and download it, and its waveform."""
-    return [
-        {
-            "name": stem.name,
-            "label": stem.label,
-            "url": f"{stem.get_absolute_url()}?play",
-            "download": stem.get_absolute_url(),
-            "peaks": stem.peaks,
-            "peaks_per_second": PEAKS_PER_SECOND,
-            "duration": job.duration_seconds,
-        }
-        for stem in job.stems.all()
-    ]
+def mixer_stems(job: Job, share_token: str = "", downloads: bool = True) -> list[dict]:
+    """What the player needs per stem (one query): where to stream and download it, and its waveform.
+    On a share page (`share_token`) the files come through the link's own URLs, and a download
+    only where the owner allowed them."""
+    stems = []
+    for stem in job.stems.all():
+        if share_token:
+            url = reverse("share_play", args=[share_token, stem.name])
+            download = reverse("share_stem", args=[share_token, stem.name]) if downloads else ""
+        else:
+            url, download = f"{stem.get_absolute_url()}?play", stem.get_absolute_url()
+        stems.append(
+            {
+                "name": stem.name,
+                "label": stem.label,
+                "url": url,
+                "download": download,
+                "peaks": stem.peaks,
+                "peaks_per_second": PEAKS_PER_SECOND,
+                "duration": job.duration_seconds,
+            }
+        )
+    return stems
 
 
 def export_html(export: MixExport) -> str:

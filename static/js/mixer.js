@@ -7,6 +7,7 @@
 // sample-aligned through tempo changes, seeks and loops. The player's clock follows the same map
 // (input position, context time it is heard at, rate), so at 80% tempo it runs at 0.8 of real time.
 // The export form's hidden fields follow the controls; the settings are saved per user and job.
+// A share page's player carries data-read-only: it has no export form and saves no settings.
 
 import SignalsmithStretch from "../vendor/signalsmith-stretch/SignalsmithStretch.mjs";
 import { Metronome } from "./metronome.js";
@@ -71,6 +72,7 @@ class Mixer {
     this.stems = readJson(root, "#mixer-stems", []);
     this.analysis = readJson(root, "#mixer-track", {}); // tempo_bpm and beats the worker measured
     this.beats = this.analysis.beats || [];
+    this.readOnly = root.hasAttribute("data-read-only"); // a share page: no export form, no saved settings
     this.duration = Math.max(0, ...this.stems.map((stem) => stem.duration || 0));
     this.context = new AudioContext();
     this.fader = this.context.createGain(); // fades where playback starts, stops or jumps
@@ -199,7 +201,7 @@ class Mixer {
     c.loopA.addEventListener("click", () => this.setLoopA());
     c.loopB.addEventListener("click", () => this.setLoopB());
     c.loopClear.addEventListener("click", () => this.clearLoop());
-    c.exportLoop.addEventListener("change", () => this.showPractice());
+    if (!this.readOnly) c.exportLoop.addEventListener("change", () => this.showPractice());
     const steady = this.beats.length > 0;
     for (const input of [c.click, c.countIn]) input.disabled = !steady;
     c.click.addEventListener("change", () => {
@@ -401,9 +403,11 @@ class Mixer {
         track.silent = value === 0;
         this.draw(track);
       }
-      track.exportGain.value = String(track.volume);
-      track.exportMute.disabled = !track.muted;
-      track.exportSolo.disabled = !track.soloed;
+      if (!this.readOnly) {
+        track.exportGain.value = String(track.volume);
+        track.exportMute.disabled = !track.muted;
+        track.exportSolo.disabled = !track.soloed;
+      }
     }
   }
 
@@ -631,6 +635,20 @@ class Mixer {
     return found;
   }
 
+  // The export form's hidden fields follow the practice controls (share pages have no form).
+  showExportPractice(loop) {
+    const c = this.controls;
+    c.exportTempo.value = String(this.tempo);
+    c.exportSemitones.value = String(this.semitones);
+    c.exportLoop.disabled = !loop;
+    const exportLoop = Boolean(loop) && c.exportLoop.checked;
+    c.exportLoopStart.disabled = c.exportLoopEnd.disabled = !exportLoop;
+    if (loop) {
+      c.exportLoopStart.value = loop.start.toFixed(2);
+      c.exportLoopEnd.value = loop.end.toFixed(2);
+    }
+  }
+
   showPractice() {
     const c = this.controls;
     c.tempo.value = String(this.tempo);
@@ -653,15 +671,7 @@ class Mixer {
         ? `A at ${formatPrecise(this.loopA)}: set B`
         : "No loop";
     c.loopClear.disabled = this.loopA === null;
-    c.exportTempo.value = String(this.tempo);
-    c.exportSemitones.value = String(this.semitones);
-    c.exportLoop.disabled = !loop;
-    const exportLoop = Boolean(loop) && c.exportLoop.checked;
-    c.exportLoopStart.disabled = c.exportLoopEnd.disabled = !exportLoop;
-    if (loop) {
-      c.exportLoopStart.value = loop.start.toFixed(2);
-      c.exportLoopEnd.value = loop.end.toFixed(2);
-    }
+    if (!this.readOnly) this.showExportPractice(loop);
     const percent = (time) => `${this.duration ? (Math.min(time, this.duration) / this.duration) * 100 : 0}%`;
     for (const track of this.tracks) {
       const [a, b] = track.markers;

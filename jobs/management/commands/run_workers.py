@@ -2,8 +2,8 @@
 
 `manage.py rqworker` quits on an unhandled exception (Redis restarting mid-job is one), and a
 bare process manager then stops or forgets it. This command keeps workers running on the queues
-named by --queues (by default --workers on separations and one on short; `name=N` gives a queue
-its own count): it restarts any that exits (with a growing delay while it keeps failing, e.g.
+named by --queues (by default --workers on separations, one on short and one on imports; `name=N`
+gives a queue its own count): it restarts any that exits (with a growing delay while it keeps failing, e.g.
 Redis is down), runs the reconciler every STEMSITE_RECONCILE_INTERVAL seconds, moves delayed jobs
 (webhook retries) of every queue onto it when they are due, as RQ's scheduler does, and on
 SIGTERM or SIGINT asks every worker for a warm shutdown (the running job finishes) and waits for
@@ -66,7 +66,8 @@ class Command(BaseCommand):
             default=1,
             help="worker processes per queue without its own count (default 1)",
         )
-        default = f"{settings.STEMSITE_QUEUE},{settings.STEMSITE_SHORT_QUEUE}=1"
+        short, imports = settings.STEMSITE_SHORT_QUEUE, settings.STEMSITE_IMPORT_QUEUE
+        default = f"{settings.STEMSITE_QUEUE},{short}=1,{imports}=1"
         parser.add_argument(
             "--queues",
             default=default,
@@ -200,6 +201,11 @@ class Command(BaseCommand):
             logger.info(
                 "Reconciled mix exports: %s queued again, %s failed",
                 len(result.exports_requeued), len(result.exports_failed),
+            )  # fmt: skip
+        if result.downloads_changed:
+            logger.info(
+                "Reconciled imports: %s downloads started again, %s failed",
+                len(result.downloads_recovered), len(result.downloads_failed),
             )  # fmt: skip
         if result.events_requeued:
             logger.info("Reconciled webhook events: %s queued again", len(result.events_requeued))
