@@ -2,6 +2,7 @@
 and a stranger with no account plays it, downloads a stem where allowed, and loses it on revoke."""
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect, sync_playwright
 
 from tests.servers import Site
@@ -122,6 +123,12 @@ def test_import_from_a_link_then_share_it_with_someone_without_an_account(
     stranger.goto(play_only)
     wait_until_playing(stranger)
     expect(stranger.locator("a.download")).to_have_count(0)
+    # The practice controls work for a visitor, whose settings are never sent anywhere: the owner's
+    # player saves 0.8 s after a change, so a visitor's would be on its way well within 3 s.
+    stranger.eval_on_selector("[data-tempo]", "i => { i.value = '80'; i.dispatchEvent(new Event('input')); }")
+    expect(stranger.locator("[data-practice-summary]")).to_contain_text("80%")
+    with pytest.raises(PlaywrightTimeoutError):
+        stranger.wait_for_event("request", lambda request: request.method == "POST", timeout=3000)
     refused = stranger.request.get(play_only + "stems/vocals/")
     assert refused.status == 404
 

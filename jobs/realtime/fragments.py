@@ -20,10 +20,15 @@ def status_context(job: Job, estimate: Estimate | None = None) -> dict:
     context = {"job": job, "estimate": estimate}
     if job.status == Job.Status.SUCCEEDED:
         context["mixer_stems"] = mixer_stems(job)
-        context["mixer_track"] = {"tempo_bpm": job.tempo_bpm, "beats": job.beats, "key": job.key}
+        context["mixer_track"] = mixer_track(job)
         context["share_links"] = list(job.share_links.all())
         context["share_expiries"] = list(EXPIRY_LABELS.items())
     return context
+
+
+def mixer_track(job: Job) -> dict:
+    """What the practice tools need of the whole track: its tempo and beats (the click), its key."""
+    return {"tempo_bpm": job.tempo_bpm, "beats": job.beats, "key": job.key}
 
 
 def mixer_stems(job: Job, share_token: str = "", downloads: bool = True) -> list[dict]:

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 from jobs.client_address import client_address
 from jobs.downloads import stored_file_response, streaming_response, zip_stream
 from jobs.models import ShareLink, Stem
-from jobs.realtime.fragments import mixer_stems
+from jobs.realtime.fragments import mixer_stems, mixer_track
 from jobs.sharing.links import count_miss, find_link, guessing_blocked
 
 
@@ -63,6 +63,8 @@ def share_page(request: HttpRequest, token: str) -> HttpResponse:
         "shared": True,
         "share_token": token,
         "mixer_stems": mixer_stems(job, share_token=token, downloads=link.allow_downloads),
+        "mixer_track": mixer_track(job),
+        "player_settings": {},  # a visitor's settings are not kept
     }
     return _private(render(request, "jobs/share.html", context))
 
