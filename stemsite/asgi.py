@@ -4,6 +4,15 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stemsite.settings")
 
+import django  # noqa: E402
+
+django.setup(set_prefix=False)
+
+from jobs import tracing  # noqa: E402
+
+# Before Django builds its middleware chain: the Django instrumentation adds its own to it.
+tracing.setup("web")
+
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
@@ -21,6 +30,8 @@ limit_daphne_request_bodies(max_body_bytes())
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app, max_body_bytes()),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": tracing.websocket_app(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )
