@@ -98,7 +98,8 @@ def test_an_upload_through_the_page_gives_one_trace_from_request_to_stored_stems
     assert (root.name, root.kind, root.service) == ("POST jobs/new/", "server", "stemsite-web"), tree
     assert all(span.parent_id in by_id for span in spans if span is not root), "a parent is missing:\n" + tree
     enqueue = one(spans, "enqueue separation")
-    assert enqueue.kind == "producer" and enqueue.service == "stemsite-web"
+    assert enqueue.kind == "producer"
+    assert enqueue.service == "stemsite-web"
     assert one(spans, "store upload").parent_id != ""
     wait = one(spans, "queue wait")
     attempt = one(spans, "separation")
@@ -108,14 +109,17 @@ def test_an_upload_through_the_page_gives_one_trace_from_request_to_stored_stems
         "stemsite-worker",
         1,
     )
-    assert wait.start_ns >= enqueue.start_ns and wait.end_ns <= attempt.start_ns + 1_000_000, tree
-    assert attempt.error is None and not attempt.links
+    assert wait.start_ns >= enqueue.start_ns, tree
+    assert wait.end_ns <= attempt.start_ns + 1_000_000, tree
+    assert attempt.error is None
+    assert not attempt.links
     model = [
         s for s in spans if s.name in ("model load", "model cache hit") and s.parent_id == attempt.span_id
     ]
     assert model, tree
     separate = one(spans, "separate")
-    assert separate.parent_id == attempt.span_id and separate.error is None
+    assert separate.parent_id == attempt.span_id
+    assert separate.error is None
     phases = [s for s in spans if s.parent_id == separate.span_id and "db.system" not in s.attributes]
     names = [s.name for s in sorted(phases, key=lambda s: s.start_ns)]
     for phase in (
@@ -128,13 +132,15 @@ def test_an_upload_through_the_page_gives_one_trace_from_request_to_stored_stems
         "store",
     ):
         assert phase in names, tree
-    assert names.count("encode") == 4 and names[-1] == "publish", tree
+    assert names.count("encode") == 4, tree
+    assert names[-1] == "publish", tree
     passes = [s for s in phases if s.name == "model pass"]
     assert {(s.attributes["stemsite.model.index"], s.attributes["stemsite.shift"]) for s in passes} == {
         (0, 0)
     }
     store = one(phases, "store")
-    assert separate.start_ns <= store.start_ns and store.end_ns <= separate.end_ns <= attempt.end_ns
+    assert separate.start_ns <= store.start_ns
+    assert store.end_ns <= separate.end_ns <= attempt.end_ns
     assert any(s.attributes.get("db.system") == "redis" for s in spans if s.service == "stemsite-worker"), (
         tree
     )
@@ -142,7 +148,8 @@ def test_an_upload_through_the_page_gives_one_trace_from_request_to_stored_stems
         s.trace_id for s in receiver.received() if s.attributes.get("stemsite.job.id") == str(job.pk)
     } == {trace_id}, "every span about the job is in its one trace"
     job_lines = [line for line in result.stderr.splitlines() if f"job {job.pk}" in line]
-    assert job_lines and all(f"trace {trace_id}" in line for line in job_lines), result.stderr
+    assert job_lines, result.stderr
+    assert all(f"trace {trace_id}" in line for line in job_lines), result.stderr
 
 
 @pytest.mark.slow
@@ -152,8 +159,8 @@ def test_a_killed_and_recovered_job_shows_both_attempts(
     make_audio,
     traced_env,
     receiver,
-    supervisor,
-    tmp_path,  # noqa: F811
+    supervisor,  # noqa: F811
+    tmp_path,
 ):
     with daphne_server(traced_env, tmp_path / "web.log") as (_, port):
         job = upload_through_the_page(f"http://127.0.0.1:{port}", owner, make_audio("long.flac", seconds=30))
@@ -184,11 +191,11 @@ def test_a_killed_and_recovered_job_shows_both_attempts(
     tree = span_tree(recovery)
     [root] = [s for s in recovery if not s.parent_id]
     assert (root.name, root.service) == ("reconcile: recover lost run", "stemsite-reconciler"), tree
-    assert root.attributes["stemsite.job.lost_attempt"] == 1 and [link[0] for link in root.links] == [
-        first_trace
-    ]
+    assert root.attributes["stemsite.job.lost_attempt"] == 1
+    assert [link[0] for link in root.links] == [first_trace]
     enqueue = one(recovery, "enqueue separation")
-    assert enqueue.parent_id == root.span_id and second.parent_id == enqueue.span_id, tree
+    assert enqueue.parent_id == root.span_id, tree
+    assert second.parent_id == enqueue.span_id, tree
     separate = wait_until(
         lambda: [s for s in receiver.trace(second.trace_id) if s.name == "separate"], timeout=30
     )
@@ -249,4 +256,5 @@ def test_without_an_endpoint_nothing_is_exported_and_no_exporter_exists(
 
     assert probe(unset) == {"provider": "ProxyTracerProvider", "sdk": []}
     traced = probe({**unset, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
-    assert traced["provider"] == "TracerProvider" and "opentelemetry.sdk.trace" in traced["sdk"]
+    assert traced["provider"] == "TracerProvider"
+    assert "opentelemetry.sdk.trace" in traced["sdk"]
