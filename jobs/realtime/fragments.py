@@ -6,7 +6,7 @@ from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.template.loader import render_to_string
 
 from jobs.engine.peaks import PEAKS_PER_SECOND
-from jobs.eta import Estimate, estimates
+from jobs.eta import Estimate, estimate_for
 from jobs.models import Job, MixExport
 
 STATUS_TEMPLATE = "jobs/job_detail.html#job-status"
@@ -16,7 +16,7 @@ EXPORT_TEMPLATE = "jobs/job_detail.html#mix-export"
 
 def status_context(job: Job, estimate: Estimate | None = None) -> dict:
     if estimate is None and not job.is_finished:
-        estimate = estimates().get(job.pk)
+        estimate = estimate_for(job)
     context = {"job": job, "estimate": estimate}
     if job.status == Job.Status.SUCCEEDED:
         context["mixer_stems"] = mixer_stems(job)
