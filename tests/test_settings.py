@@ -144,3 +144,19 @@ def test_webhook_retry_delays_are_a_list_of_numbers(monkeypatch):
     monkeypatch.setenv("X_DELAYS", "-5")
     with pytest.raises(ImproperlyConfigured, match="negative"):
         env_float_list("X_DELAYS", [1])
+
+
+def test_tracing_and_log_format_come_from_standard_variables_and_bad_values_stop_start_up():
+    assert (
+        "must be one of http/protobuf, not 'grpc'"
+        in manage(
+            "check",
+            SECRET_KEY="x" * 50,
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        ).stderr
+    )
+    assert (
+        "STEMSITE_LOG_FORMAT must be one of text, json"
+        in manage("check", SECRET_KEY="x" * 50, STEMSITE_LOG_FORMAT="yaml").stderr
+    )
