@@ -7,16 +7,21 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.urls import reverse
+from rq.job import Job as RQJob
 
+from jobs import tracing
 from jobs.models import Job
 from tests.conftest import ROOT, daphne_server
 from tests.otlp_receiver import OtlpReceiver, span_tree
 from tests.test_faults import FAST, supervisor  # noqa: F401  (a fixture)
-from tests.test_load import post_upload
+from tests.test_load import CSRF_SECRET, NoRedirect, post_upload
 from tests.test_worker import child_pids, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -150,6 +155,53 @@ def test_an_upload_through_the_page_gives_one_trace_from_request_to_stored_stems
     job_lines = [line for line in result.stderr.splitlines() if f"job {job.pk}" in line]
     assert job_lines, result.stderr
     assert all(f"trace {trace_id}" in line for line in job_lines), result.stderr
+
+
+def post_form(base_url: str, user, path: str) -> int:
+    """POST a form with no fields but its CSRF token, as the page's buttons do; the status code."""
+    request = urllib.request.Request(
+        base_url + path,
+        data=f"csrfmiddlewaretoken={CSRF_SECRET}".encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"sessionid={session_for(user)}; csrftoken={CSRF_SECRET}",
+        },
+    )
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as answer:
+        return answer.code
+
+
+def test_a_retry_starts_a_trace_of_its_own_linked_to_the_upload(
+    owner, make_audio, traced_env, receiver, redis_db, tmp_path
+):
+    with daphne_server(traced_env, tmp_path / "web.log") as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        job = upload_through_the_page(base, owner, make_audio("Song.wav", seconds=1))
+        upload_trace = job_trace(receiver, job)
+        assert post_form(base, owner, reverse("job_cancel", args=[job.pk])) == 302
+
+        assert post_form(base, owner, reverse("job_retry", args=[job.pk])) == 302
+
+        retried = wait_until(
+            lambda: [
+                s
+                for s in receiver.received()
+                if s.name == "enqueue separation" and s.trace_id != upload_trace
+            ],
+            timeout=30,
+        )
+    [enqueue] = retried
+    assert enqueue.attributes["stemsite.job.attempt"] == 2
+    assert [link[0] for link in enqueue.links] == [upload_trace]
+    job.refresh_from_db()
+    meta = RQJob.fetch(job.rq_job_id, connection=redis_db).meta
+    assert meta[tracing.LINK_META] == job.trace_parent, "the worker's attempt span links to it too"
+    assert meta[tracing.TRACE_META]["traceparent"].split("-")[1] == enqueue.trace_id
+    request = [s for s in receiver.trace(enqueue.trace_id) if not s.parent_id]
+    assert [(s.name, s.service) for s in request] == [("POST jobs/<uuid:job_id>/retry/", "stemsite-web")]
 
 
 @pytest.mark.slow

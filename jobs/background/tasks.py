@@ -82,7 +82,7 @@ def enqueue_separation(job: Job) -> bool:
     queues it once Redis answers again.
     """
     attributes = {"stemsite.job.id": str(job.pk), "stemsite.job.attempt": job.attempt}
-    with tracing.span("enqueue separation", attributes, kind="producer"):
+    with tracing.span("enqueue separation", attributes, kind="producer", link=job.trace_parent):
         try:
             queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
             queue.enqueue(
