@@ -193,7 +193,10 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
             source.open("wb") as dst,
         ):
             shutil.copyfileobj(src, dst, 1024 * 1024)
-        model = load_model(job.model_name)
+        with model_span(job.model_name):
+            model = separation.load_model(
+                job.model_name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE
+            )
         report(0.02)
         run_options = engine_options(options, separation.resolve_device(settings.STEMSITE_DEVICE))
         with tracing.span("prepare engine") as span:
@@ -233,14 +236,13 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
     _commit_stems(job, saved)
 
 
-def load_model(name: str):
-    """The job's model, from this process's cache when the worker preloaded it (the usual case)."""
+def model_span(name: str):
+    """A `model load` span, or `model cache hit` when this process holds the model already (a
+    worker loads it before it forks the job's process, so the job finds it there)."""
     from jobs.engine import separation
 
-    repo = settings.STEMSITE_MODEL_REPO
-    phase = "model cache hit" if separation.is_loaded(name, repo) else "model load"
-    with tracing.span(phase, {"stemsite.model": name}):
-        return separation.load_model(name, repo, settings.STEMSITE_MODEL_CACHE_SIZE)
+    loaded = separation.is_loaded(name, settings.STEMSITE_MODEL_REPO)
+    return tracing.span("model cache hit" if loaded else "model load", {"stemsite.model": name})
 
 
 class _ModelPassSpans:

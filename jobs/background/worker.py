@@ -16,7 +16,13 @@ from rq.job import JobStatus
 
 from jobs import tracing
 from jobs.background.exports import fail_lost_export
-from jobs.background.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model, separation_threads
+from jobs.background.tasks import (
+    MSG_WORKER_SHUT_DOWN,
+    fail_lost_job,
+    model_span,
+    preload_model,
+    separation_threads,
+)
 from jobs.capabilities import REPORT_FIELD
 from jobs.catalog import offered_models
 from jobs.logs import job_context
@@ -83,8 +89,8 @@ class SeparationWorker(Worker):
         with job_context(job.meta.get("job", "")), tracing.rq_attempt(job, *_attempt_span(job)) as span:
             self._attempt_span = span
             if job.meta.get("model"):
-                with tracing.within(span):
-                    _preload(job.meta["model"])
+                with tracing.within(span), model_span(job.meta["model"]):
+                    preload_model(job.meta["model"])
             self._parent_pid = os.getpid()
             self._running_job = job
             try:
@@ -163,17 +169,7 @@ def _record_outcome(span, job) -> None:
         if status in (JobStatus.FAILED, JobStatus.STOPPED):
             result = job.latest_result()
             reason = (result.exc_string or "").strip().splitlines()[-1:] if result else []
-            tracing.attempt_failed(span, reason[0] if reason else f"The job ended {status}.")
-
-
-def _preload(name: str) -> None:
-    """Load the job's model in this parent before it forks (or find it loaded), as a span."""
-    from jobs.engine import separation
-
-    repo = settings.STEMSITE_MODEL_REPO
-    phase = "model cache hit" if separation.is_loaded(name, repo) else "model load"
-    with tracing.span(phase, {"stemsite.model": name}):
-        preload_model(name)
+            tracing.attempt_failed(span, reason[0] if reason else f"The job ended {JobStatus(status).value}.")
 
 
 def separation_report(name: str) -> dict:
