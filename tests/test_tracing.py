@@ -1,6 +1,7 @@
 """Traces: one per job from the upload's request to its stored stems, sent to a real OTLP/HTTP
 receiver on this machine by the site's own processes (daphne, workers, the reconciler)."""
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 
+import aiohttp
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -172,6 +174,36 @@ def post_form(base_url: str, user, path: str) -> int:
             return response.status
     except urllib.error.HTTPError as answer:
         return answer.code
+
+
+def open_page_socket(base_url: str, user, job: Job) -> str:
+    """Open the job page's websocket as a browser does; the first message (the job's state)."""
+
+    headers = {"Origin": base_url, "Cookie": f"sessionid={session_for(user)}"}
+
+    async def catch_up() -> str:
+        async with aiohttp.ClientSession() as http:
+            url = base_url.replace("http://", "ws://") + f"/ws/jobs/{job.pk}/"
+            async with http.ws_connect(url, headers=headers) as socket:
+                return (await socket.receive(timeout=30)).data
+
+    return asyncio.run(catch_up())
+
+
+def test_open_pages_sockets_work_and_are_traced_from_connect_to_close(
+    owner, make_audio, traced_env, receiver, tmp_path
+):
+    with daphne_server(traced_env, tmp_path / "web.log") as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        job = upload_through_the_page(base, owner, make_audio("Song.wav", seconds=1))
+
+        first = open_page_socket(base, owner, job)
+
+        assert f'id="job-{job.pk}-status"' in first
+        [socket] = wait_until(
+            lambda: [s for s in receiver.received() if s.name == "WEBSOCKET /ws/jobs/{job_id}/"], timeout=30
+        )
+    assert (socket.kind, socket.service, socket.error) == ("server", "stemsite-web", None)
 
 
 def test_a_retry_starts_a_trace_of_its_own_linked_to_the_upload(
