@@ -19,11 +19,14 @@ from django.urls import reverse
 from rq.job import Job as RQJob
 
 from jobs import tracing
+from jobs.control import cancel_job
 from jobs.models import Job
 from tests.conftest import ROOT, daphne_server
 from tests.otlp_receiver import OtlpReceiver, span_tree
 from tests.test_faults import FAST, supervisor  # noqa: F401  (a fixture)
 from tests.test_load import CSRF_SECRET, NoRedirect, post_upload
+from tests.test_webhooks import ALLOW_LOCAL
+from tests.test_webhooks import Receiver as WebhookReceiver
 from tests.test_worker import child_pids, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -342,3 +345,28 @@ def test_without_an_endpoint_nothing_is_exported_and_no_exporter_exists(
     traced = probe({**unset, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
     assert traced["provider"] == "TracerProvider"
     assert "opentelemetry.sdk.trace" in traced["sdk"]
+
+
+def test_a_webhook_delivery_is_traced_down_to_its_post(owner, make_job, traced_env, receiver, run_worker):
+    callback = WebhookReceiver(statuses=[500])
+    try:
+        job = make_job(owner, status="queued", callback_url=callback.url)
+        assert cancel_job(job)  # queues the job's event
+
+        result = run_worker({**traced_env, **ALLOW_LOCAL}, queues=[settings.STEMSITE_SHORT_QUEUE])
+    finally:
+        callback.close()
+
+    assert result.returncode == 0, result.stderr
+    assert len(callback.requests) == 1
+    delivery = wait_until(
+        lambda: [s for s in receiver.received() if s.name == "webhook delivery"], timeout=30
+    )[0]
+    spans = receiver.trace(delivery.trace_id)
+    tree = span_tree(spans)
+    assert delivery.attributes["stemsite.job.id"] == str(job.pk), tree
+    deliver = one(spans, "deliver webhook")
+    post = one(spans, "POST callback")
+    assert deliver.parent_id == delivery.span_id, tree
+    assert (post.parent_id, post.kind) == (deliver.span_id, "client"), tree
+    assert post.error == "The receiver answered HTTP 500.", tree
