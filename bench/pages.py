@@ -1,16 +1,21 @@
 """Job list latency under 50 concurrent signed-in users, on SQLite and on PostgreSQL.
 
-Run from the repository root (Redis and PostgreSQL running, as for the tests):
+Run from the repository root (Redis and PostgreSQL running, as for the tests; nginx installed
+from Debian's packages for the production layout):
 
-    .venv/bin/python bench/pages.py                          # both databases, about 2.5 minutes
+    .venv/bin/python bench/pages.py                          # both databases, about 3 minutes
+    .venv/bin/python bench/pages.py --database sqlite --layout both   # one daphne, then nginx + 2
     .venv/bin/python bench/pages.py --database postgres --seconds 60
     .venv/bin/python bench/pages.py --users 100 --think 2
 
-The site runs as in production: daphne as the Procfile starts it, DEBUG off, a SECRET_KEY,
-STEMSITE_HTTPS=false (plain HTTP on 127.0.0.1), Redis database 12, and a database of its own
-(a SQLite file in a temporary folder, or the PostgreSQL database stemsite_bench_pages, created
-and dropped here). Each user owns 30-50 jobs made with the ORM (mostly succeeded with four stem
-rows, some failed or canceled; no separation runs) and has a logged-in session cookie.
+The site runs as in production: by default (--layout nginx) the README's production layout,
+--daphnes daphne processes (one per core) behind nginx with keep-alive upstream connections
+(bench/live_site.py writes its configuration); --layout single is one daphne as the Procfile
+starts it, --layout both runs each in turn on the same data. DEBUG off, a SECRET_KEY,
+STEMSITE_HTTPS=false (plain HTTP on 127.0.0.1), Redis database 12 (--redis-url), and a database
+of its own (a SQLite file in a temporary folder, or the PostgreSQL database stemsite_bench_pages,
+created and dropped here). Each user owns 30-50 jobs made with the ORM (mostly succeeded with four
+stem rows, some failed or canceled; no separation runs) and has a logged-in session cookie.
 
 Load model, two phases after one warm-up request per user:
   think time: each user requests the job list (`job_list`, /), reads the whole answer, thinks for
@@ -18,14 +23,18 @@ Load model, two phases after one warm-up request per user:
   closed loop: the same users with no think time: the saturation throughput of one daphne process.
 Latency is measured by the client, from sending the request to the last byte of the answer, on the
 same machine as the server (the clients' CPU time is shared with it). An answer counts as an error
-unless it is a 200 listing that user's jobs (the first STEMSITE_JOBS_PER_PAGE of them). Target: p99
-under 50 ms with think time.
+unless it is a 200 listing that user's jobs (the first STEMSITE_JOBS_PER_PAGE of them). Server CPU
+per request is the daphne processes' user + system time over the phase divided by its requests;
+nginx's is shown beside it. Targets: p99 under 50 ms with think time, daphne CPU under 5 ms per
+request. The machine's load average is printed with every phase: on a shared machine the
+latencies are inflated, so compare layouts and runs made at the same load.
 Not part of the test suite.
 """
 
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import subprocess
@@ -41,6 +50,7 @@ from live_site import DEFAULT_REDIS_URL, Site, free_port, machine_load, session_
 DB_NAME = "stemsite_bench_pages"
 ROW = re.compile(rb'<tr id="job-[0-9a-f-]+-row"')
 TARGET_P99_MS = 50
+TARGET_CPU_MS = 5
 
 
 def make_users(count: int, jobs_min: int, jobs_max: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -137,22 +147,54 @@ def summarise(name: str, result: dict, cpu_seconds: float) -> dict:
     for q in (50, 90, 99):
         row[f"p{q}"] = float(np.percentile(ms, q)) if len(ms) else float("nan")
     row["max"] = float(ms.max()) if len(ms) else float("nan")
-    row["server_cpu_ms"] = 1000 * cpu_seconds / done if done else float("nan")
+    row["server_cpu_ms"] = 1000 * cpu_seconds[0] / done if done else float("nan")
+    row["proxy_cpu_ms"] = 1000 * cpu_seconds[1] / done if done else float("nan")
+    row["load"] = os.getloadavg()[0]
     if result["errors"]:
         row["first_errors"] = sorted(set(result["errors"]))[:3]
     return row
 
 
 def print_rows(rows: list[dict]) -> None:
-    header = (f"{'database':9s} {'phase':12s} {'requests':>8s} {'errors':>6s} {'req/s':>7s} {'p50 ms':>7s} "
-              f"{'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'server CPU ms/req':>18s}")  # fmt: skip
+    header = (f"{'database':9s} {'layout':9s} {'phase':12s} {'requests':>8s} {'errors':>6s} {'req/s':>7s} "
+              f"{'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} {'daphne CPU ms/req':>17s} "
+              f"{'nginx':>6s} {'load':>5s}")  # fmt: skip
     print(f"\n{header}\n{'-' * len(header)}")
     for row in rows:
-        print(f"{row['database']:9s} {row['phase']:12s} {row['requests']:8d} {row['errors']:6d} "
-              f"{row['rps']:7.1f} {row['p50']:7.1f} {row['p90']:7.1f} {row['p99']:7.1f} {row['max']:7.1f} "
-              f"{row['server_cpu_ms']:18.1f}")  # fmt: skip
+        print(f"{row['database']:9s} {row['layout']:9s} {row['phase']:12s} {row['requests']:8d} "
+              f"{row['errors']:6d} {row['rps']:7.1f} {row['p50']:7.1f} {row['p90']:7.1f} {row['p99']:7.1f} "
+              f"{row['max']:7.1f} {row['server_cpu_ms']:17.2f} {row['proxy_cpu_ms']:6.2f} "
+              f"{row['load']:5.2f}")  # fmt: skip
         for error in row.get("first_errors", []):
             print(f"    error: {error}")
+
+
+def profile(site: Site, folder: Path | None, seconds: float, name: str) -> list[subprocess.Popen]:
+    """py-spy sampling each daphne for the phase, as collapsed stacks in `folder` (--profile)."""
+    if folder is None:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    return [
+        subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--gil",  # what holds the interpreter: the CPU each request costs, not its waits
+                "-p",
+                str(pid),
+                "-d",
+                str(int(seconds)),
+                "-f",
+                "raw",
+                "-o",
+                str(folder / f"{name.replace(' ', '-')}-daphne{number}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for number, pid in enumerate(site.server_pids, start=1)
+    ]
 
 
 def bench(args, database: str) -> list[dict]:
@@ -164,17 +206,28 @@ def bench(args, database: str) -> list[dict]:
         users = make_users(args.users, args.jobs_min, args.jobs_max)
         print(f"{database}: {args.users} users, {sum(j for _, j in users)} jobs made in "
               f"{time.monotonic() - started:.1f} s", flush=True)  # fmt: skip
-        base = site.start(args.port or free_port())
-        asyncio.run(run_phase(base, users, 0, 0))  # warm-up: one request per user
         rows = []
-        for name, seconds, think in (
-            ("think time", args.seconds, args.think),
-            ("closed loop", args.closed_seconds, 0),
-        ):
-            cpu = site.server_cpu_seconds()
-            print(f"{database}: {name} for {seconds:g} s ({machine_load()})", flush=True)
-            result = asyncio.run(run_phase(base, users, seconds, think))
-            rows.append({"database": database, **summarise(name, result, site.server_cpu_seconds() - cpu)})
+        layouts = ["single", "nginx"] if args.layout == "both" else [args.layout]
+        for layout in layouts:
+            base = site.start(args.port or free_port(), daphnes=args.daphnes, nginx=layout == "nginx")
+            name = layout if layout == "single" else f"nginx+{args.daphnes}"
+            asyncio.run(run_phase(base, users, 0, 0))  # warm-up: one request per user
+            asyncio.run(run_phase(base, users, 0, 0))  # and one through each daphne behind nginx
+            for phase, seconds, think in (
+                ("think time", args.seconds, args.think),
+                ("closed loop", args.closed_seconds, 0),
+            ):
+                cpu = site.server_cpu_seconds(), site.proxy_cpu_seconds()
+                print(f"{database} {name}: {phase} for {seconds:g} s ({machine_load()})", flush=True)
+                profilers = (
+                    profile(site, args.profile, seconds, f"{database}-{layout}-{phase}") if think else []
+                )
+                result = asyncio.run(run_phase(base, users, seconds, think))
+                for profiler in profilers:
+                    profiler.wait()
+                used = site.server_cpu_seconds() - cpu[0], site.proxy_cpu_seconds() - cpu[1]
+                rows.append({"database": database, "layout": name, **summarise(phase, result, used)})
+            site.stop()
         return rows
 
 
@@ -187,8 +240,13 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=1.0, help="mean think time in seconds")
     parser.add_argument("--seconds", type=float, default=40, help="length of the think-time phase")
     parser.add_argument("--closed-seconds", type=float, default=15, help="length of the closed-loop phase")
+    parser.add_argument("--layout", choices=["nginx", "single", "both"], default="nginx")
+    parser.add_argument(
+        "--daphnes", type=int, default=os.cpu_count(), help="behind nginx (default: one per core)"
+    )
     parser.add_argument("--port", type=int, help="default: the first free one in 8100-8199")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--profile", type=Path, help="folder for py-spy profiles of the think-time phase")
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     print(f"stemsite job list: {args.users} users, 30-50 jobs each; {machine_load()}", flush=True)
@@ -215,8 +273,15 @@ def main() -> None:
             return
     print_rows(rows)
     think = [row for row in rows if row["phase"] == "think time"]
-    verdict = ", ".join(f"{r['database']} {'met' if r['p99'] < TARGET_P99_MS else 'MISSED'}" for r in think)
-    print(f"\nTarget p99 < {TARGET_P99_MS} ms with think time: {verdict}. {machine_load()}")
+    verdict = ", ".join(
+        f"{r['database']} {r['layout']} {'met' if r['p99'] < TARGET_P99_MS else 'MISSED'}" for r in think
+    )
+    print(f"\nTarget p99 < {TARGET_P99_MS} ms with think time: {verdict}.")
+    verdict = ", ".join(
+        f"{r['database']} {r['layout']} {'met' if r['server_cpu_ms'] < TARGET_CPU_MS else 'MISSED'}"
+        for r in think
+    )
+    print(f"Target daphne CPU < {TARGET_CPU_MS} ms per request: {verdict}. {machine_load()}")
 
 
 if __name__ == "__main__":

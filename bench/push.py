@@ -3,13 +3,17 @@
 Run from the repository root (Redis running, as for the tests):
 
     .venv/bin/python bench/push.py                       # both scenarios, about a minute
+    .venv/bin/python bench/push.py --scenario one-job --layout both   # one daphne, then nginx + 2
     .venv/bin/python bench/push.py --scenario one-job --updates 80
     .venv/bin/python bench/push.py --clients 200 --database postgres
 
-The site runs as in production (bench/live_site.py: daphne as the Procfile starts it, DEBUG off,
-a SECRET_KEY, Redis database 12 as channel layer, a SQLite file or the PostgreSQL database
-stemsite_bench_pages). Each client is a websocket on a job's page (/ws/jobs/<id>/) with a
-logged-in session cookie and the site's Origin, as a browser tab opens it. Two scenarios:
+The site runs as in production (bench/live_site.py): by default (--layout nginx) --daphnes daphne
+processes (one per core) behind Debian's nginx with the websocket upgrade on /ws/, as the README's
+production layout; --layout single is one daphne as the Procfile starts it; --layout both runs each
+in turn. DEBUG off, a SECRET_KEY, Redis database 12 (--redis-url) as channel layer, a SQLite file
+or the PostgreSQL database stemsite_bench_pages. Each client is a websocket on a job's page
+(/ws/jobs/<id>/) with a logged-in session cookie and the site's Origin, as a browser tab opens it.
+Two scenarios:
   one-job:  500 tabs of one owner on one running job; the worker advances its progress
             --updates times, one step per STEMSITE_PROGRESS_INTERVAL (0.25 s), then finishes it.
   own-jobs: 500 users each on their own running job; each round the worker advances every job
@@ -21,14 +25,18 @@ Each client stamps the arrival of every message and reads which update it shows 
 or the final status). Latency = arrival - stamp, per (update, client); an update a client never
 shows is lost. Sockets also re-read their job every STEMSITE_SOCKET_RESYNC_SECONDS (10 s), as
 in production: such re-sends count as duplicates, or as deliveries if they come first.
-Clients, server, Redis and worker share this machine's CPUs. Target: p99 under 100 ms.
+Clients, server, Redis and worker share this machine's CPUs, so the load average is printed with
+each scenario: on a shared machine compare layouts and runs made at the same load. Target: p99
+under 100 ms.
 Not part of the test suite.
 """
 
 import argparse
 import asyncio
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,12 +160,18 @@ async def run_scenario(site: Site, base: str, name: str, tabs: list[Tab], jobs: 
         rounds = args.updates if name == "one-job" else args.rounds
         plan = site.work / "plan.json"
         plan.write_text(json.dumps({"jobs": jobs, "rounds": rounds, "interval": args.interval}))
+        cpu = site.server_cpu_seconds()
+        profilers = profile(site, args.profile, name)
         process = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--worker", str(plan), env=site.env, stdout=subprocess.PIPE
         )
         out, _ = await process.communicate()
         if process.returncode:
             raise SystemExit(f"worker failed ({process.returncode})")
+        cpu = site.server_cpu_seconds() - cpu
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its profile when interrupted
+            profiler.wait()
         # Pushed messages are in flight for milliseconds; give stragglers 5 s (under the resync interval).
         try:
             async with asyncio.timeout(5):
@@ -167,7 +181,34 @@ async def run_scenario(site: Site, base: str, name: str, tabs: list[Tab], jobs: 
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"stamps": json.loads(out), "errors": errors, "connect_seconds": connect_seconds}
+    return {"stamps": json.loads(out), "errors": errors, "connect_seconds": connect_seconds, "cpu": cpu}
+
+
+def profile(site: Site, folder: Path | None, name: str) -> list[subprocess.Popen]:
+    """py-spy sampling each daphne while the worker updates (--profile): collapsed stacks of what
+    holds the interpreter, one file per daphne."""
+    if folder is None:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    return [
+        subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--gil",
+                "-p",
+                str(pid),
+                "-f",
+                "raw",
+                "-o",
+                str(folder / f"{name}-daphne{n}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for n, pid in enumerate(site.server_pids, start=1)
+    ]
 
 
 def summarise(name: str, tabs: list[Tab], result: dict) -> dict:
@@ -187,6 +228,7 @@ def summarise(name: str, tabs: list[Tab], result: dict) -> dict:
     row = {
         "scenario": name, "clients": len(tabs), "updates": len(result["stamps"]), "expected": expected,
         "lost": lost, "socket_errors": len(result["errors"]), "connect_s": result["connect_seconds"],
+        "cpu_per_update": 1000 * result["cpu"] / max(1, len(result["stamps"])),
         "messages": sum(tab.messages for tab in tabs), "publish_p50": float(np.percentile(publish_ms, 50)),
         "publish_max": float(publish_ms.max()),
     }  # fmt: skip
@@ -201,7 +243,7 @@ def summarise(name: str, tabs: list[Tab], result: dict) -> dict:
     return row
 
 
-def make_scenario(name: str, clients: int) -> tuple[list[Tab], list[str]]:
+def make_scenario(name: str, clients: int, prefix: str = "") -> tuple[list[Tab], list[str]]:
     """Users, running jobs and sessions for a scenario; returns the tabs and the jobs to update."""
     from django.contrib.auth import get_user_model
     from django.utils import timezone
@@ -211,9 +253,9 @@ def make_scenario(name: str, clients: int) -> tuple[list[Tab], list[str]]:
 
     users_model = get_user_model()
     count = 1 if name == "one-job" else clients
-    users = [users_model(username=f"{name}-{i}", password="!") for i in range(count)]
+    users = [users_model(username=f"{prefix}{name}-{i}", password="!") for i in range(count)]
     users_model.objects.bulk_create(users)
-    users = list(users_model.objects.filter(username__startswith=f"{name}-").order_by("pk"))
+    users = list(users_model.objects.filter(username__startswith=f"{prefix}{name}-").order_by("pk"))
     now = timezone.now()
     jobs = [
         Job(
@@ -239,16 +281,17 @@ def make_scenario(name: str, clients: int) -> tuple[list[Tab], list[str]]:
 
 
 def print_rows(rows: list[dict]) -> None:
-    header = (f"{'scenario':9s} {'clients':>7s} {'updates':>7s} {'expected':>8s} {'lost':>5s} {'p50 ms':>7s} "
-              f"{'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
-              f"{'publish p50/max ms':>19s} {'connect s':>9s}")  # fmt: skip
+    header = (f"{'layout':8s} {'scenario':9s} {'clients':>7s} {'updates':>7s} {'expected':>8s} {'lost':>5s} "
+              f"{'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s} "
+              f"{'publish p50/max ms':>19s} {'daphne CPU ms/update':>20s} {'load':>5s}")  # fmt: skip
     print(f"\n{header}\n{'-' * len(header)}")
     for r in rows:
-        print(f"{r['scenario']:9s} {r['clients']:7d} {r['updates']:7d} {r['expected']:8d} {r['lost']:5d} "
-              f"{r['p50']:7.1f} {r['p90']:7.1f} {r['p99']:7.1f} {r['max']:7.1f} "
-              f"{r['publish_p50']:9.1f}/{r['publish_max']:<9.1f} {r['connect_s']:9.1f}")  # fmt: skip
+        print(f"{r['layout']:8s} {r['scenario']:9s} {r['clients']:7d} {r['updates']:7d} {r['expected']:8d} "
+              f"{r['lost']:5d} {r['p50']:7.1f} {r['p90']:7.1f} {r['p99']:7.1f} {r['max']:7.1f} "
+              f"{r['publish_p50']:9.1f}/{r['publish_max']:<9.1f} {r['cpu_per_update']:20.1f} "
+              f"{r['load']:5.2f}")  # fmt: skip
         print(f"    {r['messages']} messages after the catch-up (pushes and resync re-sends); "
-              f"{r['socket_errors']} socket errors")  # fmt: skip
+              f"{r['socket_errors']} socket errors; {r['connect_s']:.1f} s to connect them all")  # fmt: skip
         print(f"    slowest updates to reach their last client: {r['slowest']}")
         for error in r.get("first_errors", []):
             print(f"    error: {error}")
@@ -262,10 +305,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds over all jobs in own-jobs")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between a job's updates")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--layout", choices=["nginx", "single", "both"], default="nginx")
+    parser.add_argument(
+        "--daphnes", type=int, default=os.cpu_count(), help="behind nginx (default: one per core)"
+    )
     parser.add_argument("--port", type=int, help="default: the first free one in 8100-8199")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument(
         "--resync-seconds", help="STEMSITE_SOCKET_RESYNC_SECONDS for the server (default: the site's, 10)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="folder for py-spy profiles of daphne during the updates"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -279,14 +329,24 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="stemsite-bench-push-") as tmp,
         Site(args.database, Path(tmp), DB_NAME, args.redis_url, extra) as site,
     ):
-        base = site.start(args.port or free_port())
-        for name in scenarios:
-            tabs, jobs = make_scenario(name, args.clients)
-            print(f"{name}: connecting {len(tabs)} sockets, then updating ({machine_load()})", flush=True)
-            rows.append(summarise(name, tabs, asyncio.run(run_scenario(site, base, name, tabs, jobs, args))))
+        layouts = ["single", "nginx"] if args.layout == "both" else [args.layout]
+        for layout in layouts:
+            base = site.start(args.port or free_port(), daphnes=args.daphnes, nginx=layout == "nginx")
+            label = layout if layout == "single" else f"nginx+{args.daphnes}"
+            for name in scenarios:
+                tabs, jobs = make_scenario(name, args.clients, prefix=layout)
+                print(
+                    f"{label} {name}: connecting {len(tabs)} sockets, then updating ({machine_load()})",
+                    flush=True,
+                )
+                result = asyncio.run(run_scenario(site, base, name, tabs, jobs, args))
+                rows.append({**summarise(name, tabs, result), "layout": label, "load": os.getloadavg()[0]})
+            site.stop()
     print_rows(rows)
-    verdict = ", ".join(f"{r['scenario']} {'met' if r['p99'] < TARGET_P99_MS and not r['lost'] else 'MISSED'}"
-                        for r in rows)  # fmt: skip
+    verdict = ", ".join(
+        f"{r['layout']} {r['scenario']} {'met' if r['p99'] < TARGET_P99_MS and not r['lost'] else 'MISSED'}"
+        for r in rows
+    )
     print(f"\nTarget p99 < {TARGET_P99_MS} ms, nothing lost: {verdict}. {machine_load()}")
 
 

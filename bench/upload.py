@@ -196,7 +196,7 @@ def main() -> None:
             browser = Browser(args.port)
             browser.login("bench", password)
             browser.get("/")  # warm-up: the upload page's imports and templates
-            sampler = RssSampler(site.server.pid)
+            sampler = RssSampler(site.server_pids[0])
             baseline, hwm_before = sampler.read()
             sampler.start()
             status, where, took = browser.upload(wav)

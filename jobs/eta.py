@@ -80,6 +80,25 @@ def worker_count() -> int:
 _queues: dict[str, Queue] = {}
 
 
+def estimate_for(job: Job) -> Estimate | None:
+    """One job's estimate. A running job's needs only its own progress (and, under 10%, the recent
+    speeds), so a worker's progress pushes make no queue simulation; a queued job's needs the
+    whole queue ahead of it. None for a finished job."""
+    if job.status == Job.Status.RUNNING:
+        speeds = {} if job.progress >= 10 else recent_speeds()
+        return Estimate(None, _seconds_left(job, speeds, timezone.now()))
+    if job.status == Job.Status.QUEUED:
+        return estimates().get(job.pk)
+    return None
+
+
+def _seconds_left(job: Job, speeds: dict, now) -> float:
+    """A running job's time left: from its own pace once it is 10% done, else from recent speeds."""
+    elapsed = (now - job.started_at).total_seconds() if job.started_at else 0
+    total = elapsed * 100 / job.progress if job.progress >= 10 else expected_seconds(job, speeds)
+    return max(1.0, total - elapsed)
+
+
 def estimates() -> dict:
     """An Estimate for every running and queued job, simulating the workers taking jobs in order."""
     speeds = recent_speeds()
@@ -91,11 +110,7 @@ def estimates() -> dict:
     result = {}
     lanes = []
     for job in running:
-        total = expected_seconds(job, speeds)
-        elapsed = (now - job.started_at).total_seconds() if job.started_at else 0
-        if job.progress >= 10:
-            total = elapsed * 100 / job.progress
-        left = max(1.0, total - elapsed)
+        left = _seconds_left(job, speeds, now)
         result[job.pk] = Estimate(None, left)
         lanes.append(left)
     workers = worker_count()

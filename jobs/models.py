@@ -158,6 +158,12 @@ class Job(models.Model):
     queued_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    trace_parent = models.CharField(
+        max_length=55,
+        blank=True,
+        editable=False,
+        help_text="W3C traceparent of the request that submitted it (tracing on): later attempts link to it",
+    )
 
     objects = JobQuerySet.as_manager()
 

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from jobs import tracing
 from jobs.background.tasks import enqueue_separation
 from jobs.forms import AcceptedFile
 from jobs.limits import check_upload_allowed
@@ -110,11 +111,15 @@ def submit_job(owner, accepted: AcceptedFile, options: JobOptions, callback_url:
         input_size=upload.size,
         dedupe_key=key,
         callback_url=callback_url,
+        trace_parent=tracing.current_traceparent(),
     )
     enqueued = []
     try:
         with transaction.atomic():
-            job.input_file.save(upload.name, upload, save=False)
+            with tracing.span(
+                "store upload", {"stemsite.job.id": str(job.pk), "stemsite.bytes": upload.size or 0}
+            ):
+                job.input_file.save(upload.name, upload, save=False)
             job.save()
             transaction.on_commit(lambda: enqueued.append(enqueue_separation(job)))
     except IntegrityError:
@@ -195,6 +200,7 @@ def submit_import(owner, url: str, options: JobOptions, callback_url: str = "") 
         source_url=url,
         source_key=key,
         callback_url=callback_url,
+        trace_parent=tracing.current_traceparent(),
     )
     enqueued = []
     try:

@@ -21,12 +21,12 @@ from jobs.background.exports import request_export
 from jobs.background.tasks import MSG_PROCESSING_PAUSED
 from jobs.control import cancel_job, retry_job
 from jobs.downloads import stored_file_response, streaming_response, zip_stream
-from jobs.forms import ApiTokenForm, MixExportForm, ShareLinkForm, SignupForm, UploadForm
+from jobs.forms import ApiTokenForm, MixExportForm, ShareLinkForm, SignupForm, UploadForm, blank_upload_form
 from jobs.limits import LimitExceeded, usage_for
 from jobs.models import IdenticalJobActive, Job, MixExport
 from jobs.realtime.fragments import EXPORT_TEMPLATE as EXPORT_FRAGMENT
 from jobs.realtime.fragments import SHARES_TEMPLATE as SHARES_FRAGMENT
-from jobs.realtime.fragments import status_context
+from jobs.realtime.fragments import job_row_html, status_context
 from jobs.sharing.links import NotShareable, create_link, revoke_link
 from jobs.submission import UploadNotStored, submit_import, submit_within_limits
 from jobs.upload_limits import refusal_message
@@ -49,7 +49,10 @@ def _get_job_for_user(request: HttpRequest, job_id) -> Job:
 @login_required
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "jobs/job_list.html", {**_job_page(request), "form": UploadForm()})
+    context = {**_job_page(request), "blank_form": blank_upload_form(request)}
+    return render(
+        request, "jobs/job_list.html", {**context, "url_import": settings.STEMSITE_URL_IMPORT != "off"}
+    )
 
 
 def _job_page(request: HttpRequest) -> dict:
@@ -58,7 +61,7 @@ def _job_page(request: HttpRequest) -> dict:
     Any unreadable or out-of-range `?page=` shows the nearest real page, never an error."""
     jobs = Job.objects.listed().filter(owner=request.user)
     page = Paginator(jobs, settings.STEMSITE_JOBS_PER_PAGE).get_page(request.GET.get("page"))
-    return {"jobs": page.object_list, "page": page}
+    return {"jobs": page.object_list, "rows": [job_row_html(job) for job in page.object_list], "page": page}
 
 
 @login_required

@@ -20,13 +20,14 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import django_rq
 from django.conf import settings
 from django.db import IntegrityError
 from redis.exceptions import RedisError
 
-from jobs import addresses
+from jobs import addresses, tracing
 from jobs.models import Job, WebhookDelivery, WebhookSecret
 
 logger = logging.getLogger(__name__)
@@ -132,28 +133,38 @@ def queue_job_event(job: Job) -> bool:
         return False  # an import that became another job: that job's event is the one sent
     event = f"job.{job.status}"
     body = json.dumps(event_payload(job, event), separators=(",", ":"))
-    try:
-        django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue(
-            deliver_event, str(job.pk), event, body, str(uuid.uuid4()), 1,
-            job_id=event_rq_id(job), **_delivery_options(),
-        )  # fmt: skip
-    except (RedisError, OSError) as error:
-        logger.warning("Could not queue the %s webhook of job %s: %s", event, job.pk, error)
-        return False
+    with tracing.span("enqueue webhook", {"stemsite.job.id": str(job.pk), "stemsite.webhook.event": event},
+                      kind="producer", link=job.trace_parent):  # fmt: skip
+        try:
+            django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue(
+                deliver_event, str(job.pk), event, body, str(uuid.uuid4()), 1,
+                job_id=event_rq_id(job), **_delivery_options(job.pk),
+            )  # fmt: skip
+        except (RedisError, OSError) as error:
+            logger.warning("Could not queue the %s webhook of job %s: %s", event, job.pk, error)
+            tracing.failed("The queue could not be reached.")
+            return False
     return True
 
 
-def _delivery_options() -> dict:
-    """Deliveries travel on the short queue, beside mix exports, never behind separations."""
+def _delivery_options(job_id) -> dict:
+    """Deliveries travel on the short queue, beside mix exports, never behind separations; their
+    meta names the job and carries the trace (jobs/tracing.py)."""
     return {
         "job_timeout": DELIVERY_TIMEOUT + 20,
         "result_ttl": 3600,
         "failure_ttl": 24 * 3600,
+        "meta": {"job": str(job_id), **tracing.rq_meta()},
     }
 
 
 def deliver_event(job_id: str, event: str, body: str, delivery_id: str, attempt: int) -> None:
     """One attempt: check the URL again, POST the signed body, record it, queue the next on failure."""
+    with tracing.span("deliver webhook", {"stemsite.job.id": job_id, "stemsite.webhook.attempt": attempt}):
+        _deliver_event(job_id, event, body, delivery_id, attempt)
+
+
+def _deliver_event(job_id: str, event: str, body: str, delivery_id: str, attempt: int) -> None:
     job = Job.objects.select_related("owner").filter(pk=job_id).first()
     if job is None or not job.callback_url:
         logger.info("Webhook %s of job %s dropped: the job or its callback URL is gone", event, job_id)
@@ -165,9 +176,14 @@ def deliver_event(job_id: str, event: str, body: str, delivery_id: str, attempt:
         delivery.error = str(error)
         delivery.save()
         logger.warning("Webhook %s of job %s refused: %s", event, job_id, error)
+        tracing.failed(delivery.error)
         return
     started = time.monotonic()
-    _post(delivery, body.encode(), secret_for(job.owner).secret, delivery_id)
+    receiver = {"server.address": urlsplit(job.callback_url).hostname or ""}
+    with tracing.span("POST callback", receiver, kind="client"):
+        _post(delivery, body.encode(), secret_for(job.owner).secret, delivery_id)
+        if not delivery.succeeded:
+            tracing.failed(delivery.error)
     delivery.duration_ms = int((time.monotonic() - started) * 1000)
     delivery.save()
     if not delivery.succeeded:
@@ -212,7 +228,7 @@ def _schedule_retry(job_id: str, event: str, body: str, delivery_id: str, attemp
     try:
         django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue_in(
             timedelta(seconds=delays[attempt - 1]),
-            deliver_event, job_id, event, body, delivery_id, attempt + 1, **_delivery_options(),
+            deliver_event, job_id, event, body, delivery_id, attempt + 1, **_delivery_options(job_id),
         )  # fmt: skip
     except (RedisError, OSError) as error:
         logger.warning("Could not queue a retry of webhook %s of job %s: %s", event, job_id, error)
@@ -227,7 +243,7 @@ def redeliver(delivery: WebhookDelivery) -> bool:
     try:
         django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE).enqueue(
             deliver_event, str(job.pk), delivery.event, body, str(uuid.uuid4()), delivery.attempt + 1,
-            **_delivery_options(),
+            **_delivery_options(job.pk),
         )  # fmt: skip
     except (RedisError, OSError) as error:
         logger.warning("Could not queue a redelivery for job %s: %s", job.pk, error)

@@ -312,12 +312,53 @@ X_FRAME_OPTIONS = "DENY"
 # the site itself (and the bucket, when files live in one), no inline script, no eval.
 CONTENT_SECURITY_POLICY = content_security_policy(bucket_origins(STORAGES["default"]))
 
+# Tracing (jobs/tracing.py), by OpenTelemetry's own variables: every process exports its spans over
+# OTLP/HTTP when an endpoint is set, and does no tracing work at all when none is. The SDK reads
+# the others itself (OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*,
+# OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, ...).
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME")
+STEMSITE_TRACING = (
+    bool(env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env_str("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    and not env_bool("OTEL_SDK_DISABLED", False)
+    and env_choice("OTEL_TRACES_EXPORTER", "otlp", ("otlp", "none")) == "otlp"
+)
+# Collectors take OTLP over HTTP on port 4318 (Jaeger, Grafana Tempo, the OpenTelemetry Collector).
+env_choice(
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    env_choice("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ("http/protobuf",)),
+    ("http/protobuf",),
+)
+# Requests not traced (regular expressions searched in the URL), unless the variable says otherwise.
+STEMSITE_TRACING_EXCLUDED_URLS = env_str("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "/static/,/metrics")
+
+# Logs: a line per event, `text` for people or `json` (one object per line) for collectors. Both
+# carry the job a line is about and, with tracing on, the trace it belongs to (jobs/logs.py). RQ's
+# own maintenance (cleaning registries every maintenance interval, channel subscriptions) logs at
+# DEBUG, so the console shows what happens to jobs.
+STEMSITE_LOG_FORMAT = env_choice("STEMSITE_LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "jobs.logs.ContextFilter"},
+        "rq_housekeeping": {"()": "jobs.logs.RQHousekeepingFilter"},
+    },
+    "formatters": {
+        "text": {"()": "jobs.logs.TextFormatter"},
+        "json": {"()": "jobs.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": STEMSITE_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # axes announces itself at INFO in every process; its warnings (lock-outs) still show.
-    "loggers": {"rq.worker": {"level": "INFO"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "rq.worker": {"level": "INFO", "filters": ["rq_housekeeping"]},
+        "rq.scheduler": {"filters": ["rq_housekeeping"]},
+        # axes announces itself at INFO in every process; its warnings (lock-outs) still show.
+        "axes": {"level": "WARNING"},
+    },
 }

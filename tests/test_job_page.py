@@ -2,11 +2,14 @@
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.conftest import media_files
 
@@ -113,6 +116,41 @@ def test_job_list_queries_do_not_grow_with_the_number_of_jobs(owner_client, owne
     page = owner_client.get(reverse("job_list")).content.decode()
     assert page.count('-row" data-status=') == 6
     assert queries() == with_one
+
+
+def csrf_in_form(page: str) -> str:
+    return re.search(r'id="upload-form".*?name="csrfmiddlewaretoken" value="([^"]+)"', page, re.S).group(1)
+
+
+def test_each_visit_gets_its_own_csrf_token_in_the_upload_form(owner, outsider_client, make_audio):
+    """The blank form is rendered once per process; the token in it must still be each visitor's."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(owner)
+    owner_page = browser.get(reverse("job_list")).content.decode()
+    outsider_page = outsider_client.get(reverse("job_list")).content.decode()
+
+    assert csrf_in_form(owner_page) != csrf_in_form(outsider_page)
+    with make_audio("song.wav", seconds=1).open("rb") as upload:
+        answer = browser.post(
+            reverse("job_create"), {"files": upload, "csrfmiddlewaretoken": csrf_in_form(owner_page)}
+        )
+    assert answer.status_code == 302, answer.content.decode()[:300]
+
+
+def test_a_listed_row_shows_the_jobs_new_status_at_once(owner_client, owner, make_job):
+    job = make_job(owner, status="running", name="moving.wav", created_at=timezone.now() - timedelta(days=3))
+    first = owner_client.get(reverse("job_list")).content.decode()
+    job.progress = 40
+    job.save(update_fields=["progress"])
+    second = owner_client.get(reverse("job_list")).content.decode()
+    job.status = "failed"
+    job.save(update_fields=["status"])
+    third = owner_client.get(reverse("job_list")).content.decode()
+
+    assert '<progress value="0"' in first
+    assert '<progress value="40"' in second
+    assert 'data-status="failed"' in third
+    assert "3\xa0days" in third
 
 
 def test_player_can_seek_with_byte_ranges(owner_client, owner, make_job):

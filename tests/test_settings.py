@@ -160,3 +160,19 @@ def test_imports_are_direct_links_unless_the_operator_says_otherwise():
     )  # fmt: skip
     assert warned.returncode != 0
     assert "stemsite.W001" in warned.stderr
+
+
+def test_tracing_and_log_format_come_from_standard_variables_and_bad_values_stop_start_up():
+    assert (
+        "must be one of http/protobuf, not 'grpc'"
+        in manage(
+            "check",
+            SECRET_KEY="x" * 50,
+            OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9",
+            OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        ).stderr
+    )
+    assert (
+        "STEMSITE_LOG_FORMAT must be one of text, json"
+        in manage("check", SECRET_KEY="x" * 50, STEMSITE_LOG_FORMAT="yaml").stderr
+    )

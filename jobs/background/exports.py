@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
+from jobs import tracing
 from jobs.engine import audio, stretch
 from jobs.models import Job, MixExport
 from jobs.practice import Practice
@@ -125,27 +126,36 @@ def enqueue_export(export: MixExport) -> bool:
     the queue and RQ's registries never hold two renders of one export.
     """
     queue = django_rq.get_queue(settings.STEMSITE_SHORT_QUEUE)
-    try:
-        with contextlib.suppress(NoSuchJobError):
-            RQJob.fetch(export_rq_id(export.pk), connection=queue.connection).delete()
-        queue.enqueue(
-            render_export,
-            str(export.pk),
-            job_id=export_rq_id(export.pk),
-            job_timeout=settings.STEMSITE_TIMEOUT_BASE_SECONDS + settings.STEMSITE_MAX_DURATION_SECONDS,
-            result_ttl=3600,
-            failure_ttl=7 * 24 * 3600,
-            description=f"mix export {export.pk}",
-        )
-    except (RedisError, OSError) as error:
-        logger.warning("Could not queue mix export %s: %s", export.pk, error)
-        export.mark_failed(MSG_NOT_QUEUED)
-        return False
+    attributes = {"stemsite.job.id": str(export.job_id), "stemsite.export.id": str(export.pk)}
+    with tracing.span("enqueue mix export", attributes, kind="producer"):
+        try:
+            with contextlib.suppress(NoSuchJobError):
+                RQJob.fetch(export_rq_id(export.pk), connection=queue.connection).delete()
+            queue.enqueue(
+                render_export,
+                str(export.pk),
+                job_id=export_rq_id(export.pk),
+                job_timeout=settings.STEMSITE_TIMEOUT_BASE_SECONDS + settings.STEMSITE_MAX_DURATION_SECONDS,
+                result_ttl=3600,
+                failure_ttl=7 * 24 * 3600,
+                description=f"mix export {export.pk}",
+                meta={"job": str(export.job_id), **tracing.rq_meta()},
+            )
+        except (RedisError, OSError) as error:
+            logger.warning("Could not queue mix export %s: %s", export.pk, error)
+            tracing.failed(MSG_NOT_QUEUED)
+            export.mark_failed(MSG_NOT_QUEUED)
+            return False
     return True
 
 
 def render_export(export_id: str) -> None:
     """RQ entry point: render one export. Every way out leaves it succeeded or failed, never running."""
+    with tracing.span("render mix", {"stemsite.export.id": export_id}):
+        _render_export(export_id)
+
+
+def _render_export(export_id: str) -> None:
     export = MixExport.objects.select_related("job__owner").filter(pk=export_id).first()
     if export is None or not export.mark_running():
         logger.info("Skipping mix export %s: it is gone or no longer queued", export_id)
@@ -166,7 +176,8 @@ def render_export(export_id: str) -> None:
         _fail(export, MSG_STORAGE[problem])
     else:
         if export.mark_succeeded(name, size):
-            publish_export_state(export)
+            with tracing.span("publish", {"stemsite.export.status": export.status}):
+                publish_export_state(export)
         else:  # deleted or failed meanwhile: the file would belong to nothing
             export.file.storage.delete(name)
 
@@ -187,7 +198,8 @@ def mix_stems(
     """
     mix = np.zeros((2, 0), dtype=np.float32)
     for done, (path, gain) in enumerate(paths_and_gains, start=1):
-        wav, _ = audio.decode(str(path), max_seconds, timeout, sample_rate=MIX_SAMPLE_RATE, channels=2)
+        with tracing.span("decode", {"stemsite.gain": gain}):
+            wav, _ = audio.decode(str(path), max_seconds, timeout, sample_rate=MIX_SAMPLE_RATE, channels=2)
         if wav.shape[1] > mix.shape[1]:
             mix = np.pad(mix, ((0, 0), (0, wav.shape[1] - mix.shape[1])))
         mix[:, : wav.shape[1]] += np.float32(gain) * wav
@@ -206,18 +218,23 @@ def _render(export: MixExport) -> tuple[str, int]:
     limit = settings.STEMSITE_MAX_DURATION_SECONDS + 60
     with tempfile.TemporaryDirectory(prefix="stemsite-mix-") as workdir:
         inputs = []
-        for position, stem in enumerate(sounding):
-            local = Path(workdir) / f"{position}{PurePosixPath(stem.file.name).suffix}"
-            with stem.file.open("rb") as src, local.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-            inputs.append((local, float(gains.get(stem.name, 0.0))))
+        with tracing.span("fetch stems", {"stemsite.stems": len(sounding)}):
+            for position, stem in enumerate(sounding):
+                local = Path(workdir) / f"{position}{PurePosixPath(stem.file.name).suffix}"
+                with stem.file.open("rb") as src, local.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                inputs.append((local, float(gains.get(stem.name, 0.0))))
 
         def decoded(done: int) -> None:
             if export.set_progress(80 * done // len(inputs)):
                 publish_export_state(export)
 
         mix = mix_stems(inputs, limit, timeout=max(60, limit), on_stem=decoded)
-        mix = apply_practice(mix, MIX_SAMPLE_RATE, export.practice)
+        practice = export.practice
+        with tracing.span(
+            "practice", {"stemsite.tempo": practice.tempo, "stemsite.semitones": practice.semitones}
+        ):
+            mix = apply_practice(mix, MIX_SAMPLE_RATE, practice)
         if export.set_progress(85):
             publish_export_state(export)
         target = Path(workdir) / f"mix.{fmt.extension}"
@@ -225,11 +242,15 @@ def _render(export: MixExport) -> tuple[str, int]:
 
         from jobs.engine import separation
 
-        separation.encode(torch.from_numpy(mix), target, MIX_SAMPLE_RATE, fmt.bits, False, fmt.mp3_bitrate)
+        with tracing.span("encode", {"stemsite.format": export.output_format}):
+            separation.encode(
+                torch.from_numpy(mix), target, MIX_SAMPLE_RATE, fmt.bits, False, fmt.mp3_bitrate
+            )
         del mix
         if export.set_progress(90):
             publish_export_state(export)
-        return _store(export, target), target.stat().st_size
+        with tracing.span("store", {"stemsite.bytes": target.stat().st_size}):
+            return _store(export, target), target.stat().st_size
 
 
 EDGE_FADE_SECONDS = 0.005  # a loop cut mid-note starts and ends with this fade instead of a click
@@ -264,5 +285,6 @@ def _store(export: MixExport, target: Path) -> str:
 
 
 def _fail(export: MixExport, message: str) -> None:
+    tracing.failed(message)
     if export.mark_failed(message):
         publish_export_state(export)

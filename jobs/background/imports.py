@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
+from jobs import tracing
 from jobs.background.tasks import fail_job
 from jobs.forms import DECODE_CHECK_TIMEOUT, check_upload
 from jobs.imports import failures, fetch, sites
@@ -112,17 +113,21 @@ def import_timeout() -> int:
 
 def enqueue_import(job: Job) -> bool:
     """Queue the job's download; False if Redis is unreachable (the reconciler queues it later)."""
-    try:
-        django_rq.get_queue(settings.STEMSITE_IMPORT_QUEUE).enqueue(
-            import_track, str(job.pk), job.attempt,
-            job_id=job.import_rq_id, job_timeout=import_timeout(), result_ttl=3600,
-            failure_ttl=7 * 24 * 3600, description=f"import {job.pk} (attempt {job.attempt})",
-            on_stopped=Callback(import_stopped),
-        )  # fmt: skip
-    except (RedisError, OSError) as error:
-        logger.warning("Could not queue the import of job %s; the reconciler will: %s", job.pk, error)
-        return False
-    publish_job_row(job)
+    attributes = {"stemsite.job.id": str(job.pk), "stemsite.job.attempt": job.attempt}
+    with tracing.span("enqueue import", attributes, kind="producer", link=job.trace_parent):
+        try:
+            django_rq.get_queue(settings.STEMSITE_IMPORT_QUEUE).enqueue(
+                import_track, str(job.pk), job.attempt,
+                job_id=job.import_rq_id, job_timeout=import_timeout(), result_ttl=3600,
+                failure_ttl=7 * 24 * 3600, description=f"import {job.pk} (attempt {job.attempt})",
+                meta={"job": str(job.pk), **tracing.rq_meta(job.trace_parent)},
+                on_stopped=Callback(import_stopped),
+            )  # fmt: skip
+        except (RedisError, OSError) as error:
+            logger.warning("Could not queue the import of job %s; the reconciler will: %s", job.pk, error)
+            tracing.failed("The queue could not be reached.")
+            return False
+        publish_job_row(job)
     return True
 
 
@@ -141,8 +146,13 @@ def import_track(job_id: str, attempt: int = 1) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     publish_job_state(job)
     try:
-        with _DownloadedFile(_download(job, folder)) as download:
-            carrier = accept_import(job, check_upload(download))
+        with tracing.span("download", {"url.full": job.source_url}):
+            downloaded = _download(job, folder)
+        with _DownloadedFile(downloaded) as download:
+            with tracing.span("check upload", {"stemsite.bytes": download.size or 0}):
+                accepted = check_upload(download)
+            with tracing.span("store upload", {"stemsite.bytes": download.size or 0}):
+                carrier = accept_import(job, accepted)
     except ImportCanceled:
         logger.info("Import %s was canceled while downloading", job.pk)
     except ImportFailed as failure:

@@ -27,6 +27,7 @@ from rq.job import JobStatus
 from rq.utils import utcparse
 from rq.worker import Worker
 
+from jobs import tracing
 from jobs.background.exports import enqueue_export, export_rq_id, fail_lost_export
 from jobs.background.imports import MSG_DOWNLOAD_LOST, enqueue_import, import_folder
 from jobs.background.tasks import MSG_WORKER_LOST, enqueue_separation
@@ -95,8 +96,9 @@ def _reconcile(connection: Redis) -> Reconciliation:
     for job in queued:
         if not _carried(job.rq_job_id, connection):
             logger.info("Job %s is queued but not in RQ: queuing it again", job.pk)
-            if enqueue_separation(job):
-                result.requeued.append(job.pk)
+            with _action("reconcile: queue again", job):
+                if enqueue_separation(job):
+                    result.requeued.append(job.pk)
     for job in Job.objects.select_related("owner").filter(status=Job.Status.RUNNING):
         if not _carried(job.rq_job_id, connection):
             _resolve_lost_run(job, result)
@@ -152,8 +154,9 @@ def _reconcile_events(result: Reconciliation, settled_before) -> None:
     for job in finished:
         if not RQJob.exists(event_rq_id(job), connection=connection):
             logger.info("Job %s: its %s event was lost before delivery; queuing it again", job.pk, job.status)
-            if queue_job_event(job):
-                result.events_requeued.append(job.pk)
+            with _action("reconcile: queue webhook again", job):
+                if queue_job_event(job):
+                    result.events_requeued.append(job.pk)
 
 
 def _reconcile_exports(result: Reconciliation, settled_before) -> None:
@@ -174,19 +177,30 @@ def _reconcile_exports(result: Reconciliation, settled_before) -> None:
 
 def _resolve_lost_run(job: Job, result: Reconciliation) -> None:
     """Queue a new attempt while recoveries are left, else fail; either way no partial stems stay."""
+    lost = job.attempt
     if job.recoveries < settings.STEMSITE_MAX_RECOVERIES and job.recover_lost_run():
         logger.warning("Job %s lost its worker: queued again as attempt %s", job.pk, job.attempt)
-        job.delete_stems()
-        publish_job_state(job)
-        enqueue_separation(job)
+        with _action("reconcile: recover lost run", job, {"stemsite.job.lost_attempt": lost}):
+            job.delete_stems()
+            publish_job_state(job)
+            enqueue_separation(job)
         result.recovered.append(job.pk)
     elif job.mark_failed(MSG_WORKER_LOST):
         logger.warning("Job %s lost its worker again: failed", job.pk)
-        job.delete_stems()
-        publish_job_state(job)
-        queue_job_event(job)
+        with _action("reconcile: fail lost run", job, {"stemsite.job.lost_attempt": lost}):
+            tracing.failed(MSG_WORKER_LOST)
+            job.delete_stems()
+            publish_job_state(job)
+            queue_job_event(job)
         count_failure(MSG_WORKER_LOST)
         result.failed.append(job.pk)
+
+
+def _action(name: str, job: Job, attributes: dict | None = None):
+    """A trace of its own for what the reconciler does to a job, linked to the trace that submitted
+    it; passes that change nothing are not traced."""
+    attributes = {"stemsite.job.id": str(job.pk), "stemsite.job.attempt": job.attempt, **(attributes or {})}
+    return tracing.span(name, attributes, link=job.trace_parent)
 
 
 def _carried(rq_job_id: str, connection: Redis) -> bool:

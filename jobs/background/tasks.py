@@ -18,6 +18,7 @@ from rq import get_current_job
 from rq.job import Callback
 from rq.timeouts import JobTimeoutException
 
+from jobs import tracing
 from jobs.background.analysis import analyse_separation
 from jobs.engine import audio
 from jobs.engine.peaks import compute_peaks, encoder_scale
@@ -81,30 +82,38 @@ def enqueue_separation(job: Job) -> bool:
     The row stays queued either way: the database is the truth, and the reconciler (jobs.background.reconcile)
     queues it once Redis answers again.
     """
-    try:
-        queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
-        queue.enqueue(
-            separate_job,
-            str(job.pk),
-            job.attempt,
-            job_id=job.rq_job_id,
-            job_timeout=job_timeout(job.duration_seconds, job.job_options),
-            result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            description=f"separate {job.pk} (attempt {job.attempt})",
-            meta={"model": job.model_name},
-            on_stopped=Callback(job_stopped),
-        )
-    except (RedisError, OSError) as error:
-        logger.warning("Could not queue job %s, it stays queued for the reconciler: %s", job.pk, error)
-        return False
-    publish_job_row(job)  # a list open in another tab, or beside a script, shows it at once
-    publish_queue()
+    attributes = {"stemsite.job.id": str(job.pk), "stemsite.job.attempt": job.attempt}
+    with tracing.span("enqueue separation", attributes, kind="producer", link=job.trace_parent):
+        try:
+            queue = django_rq.get_queue(settings.STEMSITE_QUEUE)
+            queue.enqueue(
+                separate_job,
+                str(job.pk),
+                job.attempt,
+                job_id=job.rq_job_id,
+                job_timeout=job_timeout(job.duration_seconds, job.job_options),
+                result_ttl=24 * 3600,
+                failure_ttl=7 * 24 * 3600,
+                description=f"separate {job.pk} (attempt {job.attempt})",
+                meta={"model": job.model_name, "job": str(job.pk), **tracing.rq_meta(job.trace_parent)},
+                on_stopped=Callback(job_stopped),
+            )
+        except (RedisError, OSError) as error:
+            logger.warning("Could not queue job %s, it stays queued for the reconciler: %s", job.pk, error)
+            tracing.failed("The queue could not be reached.")
+            return False
+        publish_job_row(job)  # a list open in another tab, or beside a script, shows it at once
+        publish_queue()
     return True
 
 
 def separate_job(job_id: str, attempt: int = 1) -> None:
     """Run one attempt of a separation. Every way out leaves the job finished, never running."""
+    with tracing.span("separate", {"stemsite.job.id": job_id, "stemsite.job.attempt": attempt}):
+        _separate_job(job_id, attempt)
+
+
+def _separate_job(job_id: str, attempt: int) -> None:
     job = Job.objects.select_related("owner").filter(pk=job_id, attempt=attempt).first()
     if job is None or not job.mark_running():
         logger.info("Skipping job %s attempt %s: it is gone, superseded or no longer queued", job_id, attempt)
@@ -115,8 +124,9 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
     from jobs.engine import separation
 
     _configure_torch_threads()
-    publish_job_state(job)
-    publish_queue()
+    with tracing.span("publish", {"stemsite.job.status": job.status}):
+        publish_job_state(job)
+        publish_queue()
     try:
         _separate_and_store(job, _ProgressReporter(job))
     except audio.AudioError as error:
@@ -143,7 +153,8 @@ def separate_job(job_id: str, attempt: int = 1) -> None:
         logger.error("Job %s: its files could not be read or stored: %s", job.pk, error)
         fail_job(job, STORAGE_MESSAGES[problem])  # which also removes what was stored of its stems
     else:
-        publish_job_state(job)
+        with tracing.span("publish", {"stemsite.job.status": job.status}):
+            publish_job_state(job)
     finally:
         publish_queue()
 
@@ -177,41 +188,96 @@ def _separate_and_store(job: Job, report: "_ProgressReporter") -> None:
     with tempfile.TemporaryDirectory(prefix="stemsite-") as workdir:
         suffix = PurePosixPath(job.input_file.name).suffix
         source = Path(workdir) / f"input{suffix}"
-        with job.input_file.open("rb") as src, source.open("wb") as dst:
+        with (
+            tracing.span("fetch upload", {"stemsite.bytes": job.input_size}),
+            job.input_file.open("rb") as src,
+            source.open("wb") as dst,
+        ):
             shutil.copyfileobj(src, dst, 1024 * 1024)
-        model = separation.load_model(
-            job.model_name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE
-        )
+        with model_span(job.model_name):
+            model = separation.load_model(
+                job.model_name, settings.STEMSITE_MODEL_REPO, settings.STEMSITE_MODEL_CACHE_SIZE
+            )
         report(0.02)
         run_options = engine_options(options, separation.resolve_device(settings.STEMSITE_DEVICE))
-        plan = separation.plan_execution(model, run_options)  # converts a model on its first use
+        with tracing.span("prepare engine") as span:
+            plan = separation.plan_execution(model, run_options)  # converts a model on its first use
+            if span is not None:
+                span.set_attributes({"stemsite.engine": plan.engine, "stemsite.arithmetic": plan.arithmetic})
         if job.record_engine(plan.engine, plan.arithmetic):
             publish_job_state(job)
         report(0.03)
         # Decoded straight to the model's rate and channels; -t, a timeout and a memory limit
         # cut off a file whose header understates its length.
-        wav, sample_rate = audio.decode(
-            str(source),
-            max_seconds=settings.STEMSITE_MAX_DURATION_SECONDS,
-            timeout=max(60, settings.STEMSITE_MAX_DURATION_SECONDS),
-            sample_rate=model.samplerate,
-            channels=model.audio_channels,
-        )
+        with tracing.span("decode", {"stemsite.audio.seconds": job.duration_seconds or 0.0}):
+            wav, sample_rate = audio.decode(
+                str(source),
+                max_seconds=settings.STEMSITE_MAX_DURATION_SECONDS,
+                timeout=max(60, settings.STEMSITE_MAX_DURATION_SECONDS),
+                sample_rate=model.samplerate,
+                channels=model.audio_channels,
+            )
         report(0.05)
-        stems = separation.separate(
-            model, wav, sample_rate, run_options, lambda f: report(0.05 + 0.85 * f), plan=plan
-        )
+        with _ModelPassSpans() as passes:
+            stems = separation.separate(
+                model, wav, sample_rate, run_options, lambda f: report(0.05 + 0.85 * f), plan=plan,
+                on_chunk=passes,
+            )  # fmt: skip
         del wav
-        analyse_separation(job, stems, model.samplerate)
+        with tracing.span("analyse"):
+            analyse_separation(job, stems, model.samplerate)
         if options.two_stems:
             stems = separation.two_stems(stems, options.two_stems)
         encoded = []
         for position, (name, samples) in enumerate(stems.items()):
-            encoded.append(_encode_stem(name, samples, Path(workdir), model.samplerate, options))
+            with tracing.span("encode", {"stemsite.stem": name, "stemsite.format": options.output_format}):
+                encoded.append(_encode_stem(name, samples, Path(workdir), model.samplerate, options))
             report(0.9 + 0.05 * (position + 1) / len(stems))
         del stems
-        saved = _store_stems(job, encoded, report)
+        with tracing.span("store", {"stemsite.stems": len(encoded)}):
+            saved = _store_stems(job, encoded, report)
     _commit_stems(job, saved)
+
+
+def model_span(name: str):
+    """A `model load` span, or `model cache hit` when this process holds the model already (a
+    worker loads it before it forks the job's process, so the job finds it there)."""
+    from jobs.engine import separation
+
+    loaded = separation.is_loaded(name, settings.STEMSITE_MODEL_REPO)
+    return tracing.span("model cache hit" if loaded else "model load", {"stemsite.model": name})
+
+
+class _ModelPassSpans:
+    """A `model pass` span per model of a bag and per shift, from demucs' per-chunk reports."""
+
+    def __init__(self):
+        self.key = None
+        self.current = None
+
+    def __enter__(self) -> "_ModelPassSpans":
+        return self
+
+    def __call__(self, info: dict) -> None:
+        if not tracing.enabled() or info.get("state") != "start":
+            return
+        key = (info.get("model_idx_in_bag", 0), info.get("shift_idx", 0))
+        if key == self.key:
+            return
+        self._end()
+        self.key = key
+        attributes = {"stemsite.model.index": key[0], "stemsite.model.models": info.get("models", 1)}
+        attributes["stemsite.shift"] = key[1]
+        self.current = tracing.span("model pass", attributes)
+        self.current.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self._end(*exc)
+
+    def _end(self, *exc) -> None:
+        if self.current is not None:
+            self.current.__exit__(*(exc or (None, None, None)))
+            self.current = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +348,7 @@ def _remove_stored_stems(job: Job) -> None:
 
 def fail_job(job: Job, message: str) -> None:
     """Fail this attempt and remove its files; a canceled, finished or newer attempt is left alone."""
+    tracing.failed(message)
     if job.mark_failed(message):
         _remove_stored_stems(job)
         publish_job_state(job)

@@ -1,5 +1,6 @@
 """The RQ worker class stemsite runs on every queue: RQ's forking worker, with models loaded before forks."""
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -8,13 +9,24 @@ import signal
 from collections.abc import Callable
 
 from django.conf import settings
+from redis.exceptions import RedisError
 from rq import Worker
+from rq.exceptions import InvalidJobOperation
+from rq.job import JobStatus
 
+from jobs import tracing
 from jobs.background.exports import fail_lost_export
 from jobs.background.imports import MSG_DOWNLOAD_SHUT_DOWN, fail_lost_import
-from jobs.background.tasks import MSG_WORKER_SHUT_DOWN, fail_lost_job, preload_model, separation_threads
+from jobs.background.tasks import (
+    MSG_WORKER_SHUT_DOWN,
+    fail_lost_job,
+    model_span,
+    preload_model,
+    separation_threads,
+)
 from jobs.capabilities import REPORT_FIELD
 from jobs.catalog import offered_models
+from jobs.logs import job_context
 from jobs.metrics import observe_finished_job
 
 logger = logging.getLogger(__name__)
@@ -26,6 +38,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SEPARATION_TASKS = ("jobs.background.tasks.separate_job", "jobs.tasks.separate_job")
 EXPORT_TASKS = ("jobs.background.exports.render_export", "jobs.exports.render_export")
 IMPORT_TASKS = ("jobs.background.imports.import_track",)
+DELIVERY_TASKS = ("jobs.webhooks.deliver_event",)
 
 
 class SeparationWorker(Worker):
@@ -43,6 +56,10 @@ class SeparationWorker(Worker):
     heartbeats every STEMSITE_JOB_MONITORING_INTERVAL while a job runs (the reconciler reads that
     heartbeat), and RQ's own clean-up of abandoned jobs runs every
     STEMSITE_WORKER_MAINTENANCE_INTERVAL instead of every 10 minutes.
+
+    With tracing on (jobs/tracing.py), the parent holds each job's attempt span, continuing the
+    trace that queued it, and ends it when the horse is done, however it ended; the horse's spans
+    are its children, and the horse exports them before it exits. Log lines name the job.
     """
 
     def __init__(self, *args, **kwargs):
@@ -52,9 +69,11 @@ class SeparationWorker(Worker):
         super().__init__(*args, **kwargs)
         self._parent_pid = os.getpid()
         self._running_job = None
+        self._attempt_span = None
         self.report = None
 
     def work(self, *args, **kwargs):
+        tracing.setup("worker")
         # torch and demucs are imported once here, not in every forked job (exports encode with
         # them too); importing starts no threads, so forking stays safe.
         import jobs.engine.separation  # noqa: F401
@@ -69,21 +88,39 @@ class SeparationWorker(Worker):
             self.connection.hset(self.key, REPORT_FIELD, json.dumps(self.report))
 
     def execute_job(self, job, queue):
-        if job.meta.get("model"):
-            preload_model(job.meta["model"])
-        self._parent_pid = os.getpid()
-        self._running_job = job
-        try:
-            return super().execute_job(job, queue)
-        finally:
-            self._running_job = None
-            if is_separation(job):
-                observe_finished_job(*job.args)
+        with job_context(job.meta.get("job", "")), tracing.rq_attempt(job, *_attempt_span(job)) as span:
+            self._attempt_span = span
+            if job.meta.get("model"):
+                with tracing.within(span), model_span(job.meta["model"]):
+                    preload_model(job.meta["model"])
+            self._parent_pid = os.getpid()
+            self._running_job = job
+            try:
+                return super().execute_job(job, queue)
+            finally:
+                self._running_job = None
+                self._attempt_span = None
+                if span is not None:
+                    _record_outcome(span, job)
+                if is_separation(job):
+                    observe_finished_job(*job.args)
+
+    def fork_work_horse(self, job, queue):
+        """The horse starts inside the attempt's span; this process keeps heartbeating outside it."""
+        with tracing.within(self._attempt_span):
+            return super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job, queue):
         """The horse dies with its parent, so an orphan can never finish a job declared lost."""
         die_with_parent(self._parent_pid)
         return super().main_work_horse(job, queue)
+
+    def perform_job(self, job, queue):
+        """In the horse: its spans are exported before it exits (RQ ends it with os._exit)."""
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            tracing.flush()
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         """A horse killed outright (OOM killer, SIGKILL) never reaches the task's own handlers."""
@@ -121,6 +158,30 @@ def is_separation(job) -> bool:
 
 def is_import(job) -> bool:
     return job.func_name in IMPORT_TASKS and len(job.args) == 2
+
+
+def _attempt_span(job) -> tuple[str, dict]:
+    """The name and attributes of an RQ job's attempt span, by what it runs."""
+    attributes = {"stemsite.job.id": job.meta.get("job", "")}
+    if is_separation(job):
+        return "separation", {**attributes, "stemsite.job.attempt": job.args[1]}
+    if is_import(job):
+        return "import", {**attributes, "stemsite.job.attempt": job.args[1]}
+    if job.func_name in EXPORT_TASKS:
+        return "mix export", {**attributes, "stemsite.export.id": str(job.args[0])}
+    if job.func_name in DELIVERY_TASKS:
+        return "webhook delivery", {**attributes, "stemsite.webhook.event": str(job.args[1])}
+    return job.func_name, attributes
+
+
+def _record_outcome(span, job) -> None:
+    """The attempt span fails with the RQ job: raised, stopped, or its horse killed."""
+    with contextlib.suppress(RedisError, OSError, InvalidJobOperation):
+        status = job.get_status(refresh=True)
+        if status in (JobStatus.FAILED, JobStatus.STOPPED):
+            result = job.latest_result()
+            reason = (result.exc_string or "").strip().splitlines()[-1:] if result else []
+            tracing.attempt_failed(span, reason[0] if reason else f"The job ended {JobStatus(status).value}.")
 
 
 def separation_report(name: str) -> dict:

@@ -27,6 +27,8 @@ from jobs.engine import execution
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float], None]
+# demucs' own per-chunk report: {"model_idx_in_bag", "shift_idx", "segment_offset", "state", ...}.
+ChunkCallback = Callable[[dict], None]
 
 
 class ModelUnavailable(Exception):
@@ -84,6 +86,11 @@ def load_model(name: str, repo: str = "", cache_size: int = 2) -> torch.nn.Modul
     return model
 
 
+def is_loaded(name: str, repo: str = "") -> bool:
+    """Whether load_model would answer from this process's cache."""
+    return (name, repo) in _models
+
+
 def model_sources(model: torch.nn.Module) -> list[str]:
     return list(model.sources)
 
@@ -103,17 +110,19 @@ def separate(
     options: SeparationOptions,
     on_progress: ProgressCallback | None = None,
     plan: execution.Execution | None = None,
+    on_chunk: ChunkCallback | None = None,
 ) -> dict[str, torch.Tensor]:
     """Split `[channels, samples]` audio into `{stem: [2, samples]}` at the model's rate.
 
     Mirrors demucs.api.Separator.separate_tensor: resample, normalise, apply_model, undo. `plan`
     is what plan_execution returned for this model and options (made here when not given).
+    `on_chunk` gets demucs' report as each chunk starts and ends (which model of a bag, which shift).
     """
     plan = plan or plan_execution(model, options)
     mix = convert_audio(torch.from_numpy(wav), sample_rate, model.samplerate, model.audio_channels)
     ref = mix.mean(0)
     mean, std = ref.mean(), ref.std() + 1e-8
-    tracker = _ProgressTracker(model, mix.shape[-1], options, on_progress)
+    tracker = _ProgressTracker(model, mix.shape[-1], options, on_progress, on_chunk)
     if options.keep_freed_memory:
         keep_freed_memory()
     with torch.inference_mode(), fused_attention(options.fused_attention), plan.context():
@@ -205,8 +214,16 @@ def fused_attention(enabled: bool = True):
 class _ProgressTracker:
     """Turns apply_model's per-chunk callbacks into one 0..1 figure for the whole job."""
 
-    def __init__(self, model, length: int, options: SeparationOptions, on_progress: ProgressCallback | None):
+    def __init__(
+        self,
+        model,
+        length: int,
+        options: SeparationOptions,
+        on_progress: ProgressCallback | None,
+        on_chunk: ChunkCallback | None = None,
+    ):
         self.on_progress = on_progress
+        self.on_chunk = on_chunk
         models = len(model.models) if isinstance(model, BagOfModels) else 1
         self.passes = models * max(1, options.shifts)
         self.shifts = max(1, options.shifts)
@@ -221,6 +238,8 @@ class _ProgressTracker:
         self.done: dict[tuple[int, int], int] = {}
 
     def __call__(self, info: dict) -> None:
+        if self.on_chunk is not None:
+            self.on_chunk(info)
         if info.get("state") != "end" or self.on_progress is None:
             return
         key = (info.get("model_idx_in_bag", 0), info.get("shift_idx", 0))

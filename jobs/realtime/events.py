@@ -8,9 +8,10 @@ A channel layer that hangs costs a job at most PUSH_TIMEOUT_SECONDS, then pushes
 
 import asyncio
 import logging
+import os
+import threading
 import time
 
-from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
@@ -70,7 +71,7 @@ def _send(messages: list[tuple[str, str]]) -> None:
     if not messages or time.monotonic() < _paused_until:
         return
     try:
-        async_to_sync(_send_all)(messages)
+        _publisher.run(_send_all(messages))
     except (TimeoutError, RedisTimeoutError) as error:
         _paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_SECONDS
         logger.warning(
@@ -85,3 +86,37 @@ async def _send_all(messages: list[tuple[str, str]]) -> None:
     async with asyncio.timeout(PUSH_TIMEOUT_SECONDS):
         for group, html in messages:
             await layer.group_send(group, {"type": EVENT_TYPE, "html": html})
+
+
+class _Publisher:
+    """One event loop per process for publishing from synchronous code (work horses, views).
+
+    async_to_sync ran every publish in a new event loop on a new thread, and the channel layer
+    keeps one Redis connection per loop: each progress tick opened and closed a connection
+    (bench/push.py, `publish` column). This loop, and so its connection, is kept between publishes;
+    threads take turns on it. A forked process (an RQ work horse) starts its own: it must not write
+    on the connection its parent goes on using. A failed publish drops the loop and its connection.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def run(self, coroutine):
+        with self.lock:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+            try:
+                return self.loop.run_until_complete(coroutine)
+            except BaseException:
+                self.loop.close()  # the channel layer closes its connection with the loop
+                self.loop = None
+                raise
+
+    def _forget(self) -> None:
+        self.lock = threading.Lock()
+        self.loop = None
+
+
+_publisher = _Publisher()

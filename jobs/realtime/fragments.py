@@ -1,10 +1,13 @@
 """The one place that renders a job's live pieces, for the page, htmx and the websocket alike."""
 
+import time
+
+from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from jobs.engine.peaks import PEAKS_PER_SECOND
-from jobs.eta import Estimate, estimates
+from jobs.eta import Estimate, estimate_for
 from jobs.models import Job, MixExport
 from jobs.sharing.links import EXPIRY_LABELS
 
@@ -16,7 +19,7 @@ EXPORT_TEMPLATE = "jobs/job_detail.html#mix-export"
 
 def status_context(job: Job, estimate: Estimate | None = None) -> dict:
     if estimate is None and not job.is_finished and not job.duplicate_of_id:
-        estimate = estimates().get(job.pk)
+        estimate = estimate_for(job)
     context = {"job": job, "estimate": estimate}
     if job.status == Job.Status.SUCCEEDED:
         context["mixer_stems"] = mixer_stems(job)
@@ -65,4 +68,40 @@ def job_status_html(job: Job, estimate: Estimate | None = None) -> str:
 
 
 def job_row_html(job: Job) -> str:
-    return render_to_string(ROW_TEMPLATE, {"job": job})
+    """A job's row in its owner's list, for the page and its pushes alike.
+
+    Rows are kept per process by what they show, until their "how long ago" would read
+    differently: a list shows the same rows on every visit, and rendering 25 of them (the
+    upload's age above all) was most of the job list's time (bench/pages.py). A job's name and
+    options never change, so its status, progress and measured tempo and key (which a finished job
+    can gain later: manage.py analyse_tracks) key a row.
+    """
+    now = time.time()
+    key = (job.pk, job.status, job.progress, job.analysed_at)
+    kept = _rows.get(key)
+    if kept is not None and now < kept[1]:
+        return kept[0]
+    html = render_to_string(ROW_TEMPLATE, {"job": job, "created": naturaltime(job.created_at)})
+    created = job.created_at.timestamp()
+    step = _age_step(now - created)
+    if step:
+        if len(_rows) >= MAX_CACHED_ROWS:
+            _rows.clear()
+        _rows[key] = (html, created + ((now - created) // step + 1) * step)
+    return html
+
+
+def _age_step(seconds: float) -> int:
+    """How often an age of this many seconds reads differently in `naturaltime` ("3 days, 2 hours
+    ago" changes hourly): a kept row lives until the next step. Under a minute: never kept."""
+    if seconds < 60:
+        return 0
+    if seconds < 24 * 3600:
+        return 60
+    if seconds < 14 * 24 * 3600:
+        return 3600
+    return 24 * 3600
+
+
+MAX_CACHED_ROWS = 20_000  # about 10 MB of rows
+_rows: dict[tuple, tuple[str, float]] = {}

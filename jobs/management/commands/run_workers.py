@@ -29,6 +29,7 @@ from django.db import close_old_connections
 from redis.exceptions import RedisError
 from rq.scheduler import RQScheduler
 
+from jobs import tracing
 from jobs.background.reconcile import reconcile
 from jobs.background.worker import die_with_parent
 from jobs.metrics import process_exited
@@ -83,6 +84,8 @@ class Command(BaseCommand):
         if workers < 1:
             raise CommandError("--workers must be at least 1.")
         counts = parse_queues(queues, workers)
+        if not workers_only:
+            tracing.setup("reconciler")  # each worker sets up its own (jobs/background/worker.py)
         self.signals = 0
         self.redis_down = False
         self.scheduler = None
