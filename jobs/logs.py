@@ -10,12 +10,20 @@ import contextlib
 import contextvars
 import json
 import logging
+import logging.config
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from jobs import tracing
 
 _job_id: contextvars.ContextVar[str] = contextvars.ContextVar("stemsite_job_id", default="")
+
+
+def configure(config: dict) -> None:
+    """settings.LOGGING_CONFIG: the dict config, and Python's warnings (a library's UserWarning)
+    written as log lines too, so a JSON log stays one object per line."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
 
 
 @contextlib.contextmanager

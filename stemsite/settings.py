@@ -336,6 +336,7 @@ STEMSITE_TRACING_EXCLUDED_URLS = env_str("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "/s
 # own maintenance (cleaning registries every maintenance interval, channel subscriptions) logs at
 # DEBUG, so the console shows what happens to jobs.
 STEMSITE_LOG_FORMAT = env_choice("STEMSITE_LOG_FORMAT", "text", ("text", "json"))
+LOGGING_CONFIG = "jobs.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
