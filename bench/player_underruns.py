@@ -106,8 +106,8 @@ def main() -> None:
             context.add_cookies([{"name": "sessionid", "value": session, "url": base}])
             page = context.new_page()
             page.goto(page_url)
-            page.wait_for_function(
-                "window.stemsiteMixer?.state()?.loaded && "
+            page.wait_for_function(  # functions, not strings: the site's policy forbids eval
+                "() => window.stemsiteMixer?.state()?.loaded && "
                 "Object.values(window.stemsiteMixer.state().loaded).every(Boolean)",
                 timeout=120_000,
             )
@@ -117,7 +117,7 @@ def main() -> None:
                 )
             page.check("[data-click]")
             page.click("[data-play]")
-            page.wait_for_function("window.stemsiteMixer.state().time > 0.2")
+            page.wait_for_function("() => window.stemsiteMixer.state().time > 0.2")
             probe = """() => { const c = window.stemsiteMixer.context(); const s = c.playbackStats;
                 return {audio: c.currentTime, wall: performance.now() / 1000, events: s.underrunEvents,
                         underrun: s.underrunDuration, total: s.totalDuration,

@@ -12,13 +12,17 @@ from python_stretch.Signalsmith import Stretch
 
 # A fixed seed: the same mix and settings give the same samples on every render.
 SEED = 1
+# As the player's stretch node is set up (static/js/mixer.js, connectStretch): Signalsmith's
+# "cheaper" preset, and pitch shifts keep the tonality of what is above 8 kHz (the node's default).
+CHEAPER_PRESET = True
+TONALITY_HZ = 8000
 
 
 def stretch(wav: np.ndarray, sample_rate: int, tempo: float, semitones: float) -> np.ndarray:
     """`[channels, samples]` float32 played at `tempo` (1: as is; 0.85: slower) and shifted by
     `semitones`, keeping the other of the two as it was."""
     processor = Stretch(SEED)
-    processor.preset(wav.shape[0], float(sample_rate))
+    processor.preset(wav.shape[0], float(sample_rate), CHEAPER_PRESET)
     processor.setTimeFactor(tempo)
-    processor.setTransposeSemitones(float(semitones))
+    processor.setTransposeSemitones(float(semitones), TONALITY_HZ / sample_rate)
     return np.ascontiguousarray(processor.process(np.ascontiguousarray(wav, dtype=np.float32)))

@@ -360,6 +360,9 @@ class Mixer {
     const stretch = await SignalsmithStretch(this.context, {
       numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [channels],
     });
+    // Signalsmith's "cheaper" preset: a 12-channel node keeps up on two cores with room to spare, and
+    // exports stretch with the same preset (jobs/engine/stretch.py), so they sound as the player did.
+    await stretch.configure({ preset: "cheaper" });
     const splitter = this.context.createChannelSplitter(channels);
     stretch.connect(splitter);
     const data = [];
