@@ -59,7 +59,7 @@ def _job_page(request: HttpRequest) -> dict:
     """One page of the user's jobs, newest first: a long history must not make every visit slow.
 
     Any unreadable or out-of-range `?page=` shows the nearest real page, never an error."""
-    jobs = Job.objects.listed().filter(owner=request.user)
+    jobs = Job.objects.listed().filter(owner=request.user).as_rows()
     page = Paginator(jobs, settings.STEMSITE_JOBS_PER_PAGE).get_page(request.GET.get("page"))
     return {"jobs": page.object_list, "rows": [job_row_html(job) for job in page.object_list], "page": page}
 
