@@ -12,6 +12,8 @@ from jobs.imports.proxy import FetchProxy
 from tests.conftest import ROOT
 from tests.servers import Site
 
+pytestmark = pytest.mark.database_agnostic
+
 
 @pytest.fixture
 def site():

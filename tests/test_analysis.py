@@ -16,6 +16,8 @@ from jobs.engine import analysis, testtracks
 from jobs.models import Job, Stem
 from tests.test_worker import upload
 
+pytestmark = pytest.mark.database_agnostic
+
 RATE = testtracks.RATE
 
 

@@ -85,6 +85,7 @@ def queued(queue: str) -> list:
     return django_rq.get_queue(queue).get_jobs()
 
 
+@pytest.mark.database_agnostic
 def test_a_link_makes_a_downloading_job_at_once_that_the_imports_queue_downloads(
     owner_client, owner, site, import_dir, make_audio, media_root
 ):
@@ -229,6 +230,7 @@ FAILURES = {
 }
 
 
+@pytest.mark.database_agnostic
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_every_failed_import_says_why_and_leaves_nothing(
     case, owner_client, site, private_site, import_dir, settings, make_audio, media_root
@@ -247,6 +249,7 @@ def test_every_failed_import_says_why_and_leaves_nothing(
     assert queued(SEPARATIONS) == []
 
 
+@pytest.mark.database_agnostic
 def test_a_download_stops_at_the_size_limit_not_after(owner_client, site, import_dir, settings, media_root):
     settings.STEMSITE_MAX_UPLOAD_MB = 1
     body = b"\xff\xfb\x90\x00" * (2 * 1024 * 1024)  # 8 MB, length not declared, 1.3 MB a second
@@ -260,6 +263,7 @@ def test_a_download_stops_at_the_size_limit_not_after(owner_client, site, import
     assert leftovers(import_dir) == []
 
 
+@pytest.mark.database_agnostic
 def test_a_slow_site_is_cut_off_at_the_time_limit(owner_client, site, import_dir, settings, make_audio):
     settings.STEMSITE_IMPORT_TIMEOUT_SECONDS = 2
     data = make_audio("slow.mp3", seconds=3).read_bytes()
@@ -275,6 +279,7 @@ def test_a_slow_site_is_cut_off_at_the_time_limit(owner_client, site, import_dir
     assert leftovers(import_dir) == []
 
 
+@pytest.mark.database_agnostic
 @pytest.mark.parametrize(
     ("url", "sentence"),
     [
@@ -306,6 +311,7 @@ def test_a_link_the_address_rule_refuses_makes_no_job(
     assert site.hits == []
 
 
+@pytest.mark.database_agnostic
 def test_a_file_and_a_link_together_are_refused(owner_client, site, import_dir, make_audio):
     with make_audio("a.wav", seconds=1).open("rb") as handle:
         response = owner_client.post(reverse("job_create"), {"files": handle, "url": site.url("/a.mp3")})
@@ -314,6 +320,7 @@ def test_a_file_and_a_link_together_are_refused(owner_client, site, import_dir, 
     assert not Job.objects.exists()
 
 
+@pytest.mark.database_agnostic
 def test_imports_can_be_turned_off(owner_client, client, owner_token, site, import_dir, settings):
     settings.STEMSITE_URL_IMPORT = "off"
     page = owner_client.get(reverse("job_list")).content.decode()
@@ -352,6 +359,7 @@ def test_an_import_counts_against_the_owners_limits_when_made_and_when_it_arrive
     assert "would take you over your storage quota: 0.0 MB of 1 MB used" in job.error_message
 
 
+@pytest.mark.database_agnostic
 def test_a_failed_import_can_be_tried_again_and_downloads_afresh(owner_client, site, import_dir, make_audio):
     job = imported(owner_client, site.url("/later.mp3"))
     assert job.status == "failed"
@@ -367,6 +375,7 @@ def test_a_failed_import_can_be_tried_again_and_downloads_afresh(owner_client, s
     assert job.status == "queued", job.error_message
 
 
+@pytest.mark.database_agnostic
 def test_a_download_that_lost_its_worker_starts_again_then_fails(owner, site, import_dir, settings):
     settings.STEMSITE_MAX_RECOVERIES = 1
     settings.STEMSITE_RECONCILE_GRACE_SECONDS = 0
@@ -401,6 +410,7 @@ def sites_on(settings, import_dir):
     return import_dir
 
 
+@pytest.mark.database_agnostic
 def test_a_page_with_an_audio_element_is_imported_when_sites_are_on(
     owner_client, site, sites_on, make_audio, media_root
 ):
@@ -428,6 +438,7 @@ def hls(folder, make_audio, seconds: float = 3) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
+@pytest.mark.database_agnostic
 def test_an_hls_stream_is_imported_with_yt_dlps_own_downloader(
     owner_client, site, sites_on, make_audio, tmp_path
 ):
@@ -445,6 +456,7 @@ def test_an_hls_stream_is_imported_with_yt_dlps_own_downloader(
     assert leftovers(sites_on) == []
 
 
+@pytest.mark.database_agnostic
 def test_an_hls_playlist_whose_segments_point_at_a_private_address_is_refused(
     owner_client, site, private_site, sites_on, make_audio, tmp_path, media_root
 ):
@@ -467,6 +479,7 @@ def test_an_hls_playlist_whose_segments_point_at_a_private_address_is_refused(
     assert leftovers(sites_on) == []
 
 
+@pytest.mark.database_agnostic
 def test_a_stream_playlist_is_not_imported_when_only_direct_links_are(owner_client, site, import_dir):
     site.route(
         "/stream.m3u8", b"#EXTM3U\n#EXTINF:1,\npart0.ts\n#EXT-X-ENDLIST\n", "application/vnd.apple.mpegurl"
@@ -476,6 +489,7 @@ def test_a_stream_playlist_is_not_imported_when_only_direct_links_are(owner_clie
     assert site.hits == ["/stream.m3u8"]
 
 
+@pytest.mark.database_agnostic
 @pytest.mark.slow
 @pytest.mark.database_agnostic
 def test_cancel_stops_a_download_in_the_worker_and_leaves_nothing(
@@ -503,6 +517,7 @@ def test_cancel_stops_a_download_in_the_worker_and_leaves_nothing(
     assert media_files(media_root) == []
 
 
+@pytest.mark.database_agnostic
 def test_the_job_pages_socket_shows_the_download_progress(
     owner_client, site, import_dir, settings, make_audio
 ):
@@ -563,6 +578,7 @@ def test_a_callback_given_with_an_import_that_became_an_existing_job_goes_to_tha
     assert reconcile().events_requeued == [], "the import that became another job sends no event of its own"
 
 
+@pytest.mark.database_agnostic
 def test_a_page_without_audio_on_a_site_yt_dlp_does_not_know_is_refused_with_a_sentence(
     owner_client, site, sites_on, media_root
 ):

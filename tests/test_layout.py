@@ -13,7 +13,7 @@ from jobs.models import MixExport
 from tests.conftest import ROOT
 from tests.test_worker import upload
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 IMPORT_THE_ENGINE = """
 import importlib, pkgutil, sys

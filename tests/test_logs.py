@@ -6,7 +6,7 @@ import pytest
 
 from tests.test_worker import upload
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 
 def test_worker_console_names_the_job_and_leaves_out_rq_housekeeping(owner_client, make_audio, run_worker):

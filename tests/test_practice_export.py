@@ -15,7 +15,7 @@ from jobs.models import MixExport, Stem
 from jobs.practice import MSG_SEMITONES, MSG_TEMPO, Practice, loop_message
 from tests.test_export import export_in, post_export, queued_runs
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.database_agnostic]
 
 RATE = 44100
 SECONDS = 4.0

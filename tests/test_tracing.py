@@ -193,6 +193,7 @@ def open_page_socket(base_url: str, user, job: Job) -> str:
     return asyncio.run(catch_up())
 
 
+@pytest.mark.database_agnostic
 def test_open_pages_sockets_work_and_are_traced_from_connect_to_close(
     owner, make_audio, traced_env, receiver, tmp_path
 ):
@@ -209,6 +210,7 @@ def test_open_pages_sockets_work_and_are_traced_from_connect_to_close(
     assert (socket.kind, socket.service, socket.error) == ("server", "stemsite-web", None)
 
 
+@pytest.mark.database_agnostic
 def test_a_retry_starts_a_trace_of_its_own_linked_to_the_upload(
     owner, make_audio, traced_env, receiver, redis_db, tmp_path
 ):
@@ -239,6 +241,7 @@ def test_a_retry_starts_a_trace_of_its_own_linked_to_the_upload(
     assert [(s.name, s.service) for s in request] == [("POST jobs/<uuid:job_id>/retry/", "stemsite-web")]
 
 
+@pytest.mark.database_agnostic
 @pytest.mark.slow
 @pytest.mark.database_agnostic
 def test_a_killed_and_recovered_job_shows_both_attempts(
@@ -325,6 +328,7 @@ def probe(env: dict) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.database_agnostic
 @pytest.mark.slow
 def test_without_an_endpoint_nothing_is_exported_and_no_exporter_exists(
     owner, make_audio, process_env, run_worker, tmp_path
@@ -347,6 +351,7 @@ def test_without_an_endpoint_nothing_is_exported_and_no_exporter_exists(
     assert "opentelemetry.sdk.trace" in traced["sdk"]
 
 
+@pytest.mark.database_agnostic
 def test_a_webhook_delivery_is_traced_down_to_its_post(owner, make_job, traced_env, receiver, run_worker):
     callback = WebhookReceiver(statuses=[500])
     try:
