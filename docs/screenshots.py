@@ -59,7 +59,7 @@ def main() -> None:
         short = make_input(Path(work) / "Autumn Leaves.wav", 20, seed=3)
         long = make_input(Path(work) / "So What.wav", 240, seed=5)
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        page = browser.new_page(viewport={"width": 1100, "height": 1000})
         sign_up(page, url)
         upload(page, url, short)
         finished = page.url

@@ -53,6 +53,8 @@ def test_upload_and_watch_the_job_succeed_without_reloading(live_site, owner, pa
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     log_in(page, live_site)
 
+    sockets = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
     page.set_input_files("input[type=file]", str(make_audio("Blue in Green.mp3", seconds=15)))
     page.click("text=Upload and separate")
     expect(page.locator("h1.track")).to_have_text("Blue in Green.mp3")
@@ -64,6 +66,8 @@ def test_upload_and_watch_the_job_succeed_without_reloading(live_site, owner, pa
     expect(status).to_have_attribute("data-status", "succeeded", timeout=120_000)
     assert page.evaluate("window.sameDocument") is True, "the page updated in place, without a reload"
     assert 0 < page.evaluate("window.maxProgress") < 100, "the progress bar moved while the job ran"
+    job_sockets = [url for url in sockets if "/ws/jobs/" in url and not url.endswith("/ws/jobs/")]
+    assert len(job_sockets) == 1, f"the job page kept one socket through every push: {len(job_sockets)}"
 
     stems = page.locator(".stem")
     expect(stems).to_have_count(4)

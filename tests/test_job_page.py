@@ -29,7 +29,9 @@ def test_owner_sees_status_player_data_and_download_links(owner_client, owner, m
     for name in ("bass", "drums", "other", "vocals"):
         assert player[name]["url"] == stem_url(job, name, play=True)
         assert f'href="{stem_url(job, name)}"' in page
-    assert "ws-connect" not in page, "a finished job needs no live socket"
+    assert page.count("ws-connect=") == 1, "one socket for the page (mix exports push through it)"
+    status = re.search(r'<div id="job-[^"]+-status"[^>]*>', page).group(0)
+    assert "ws-connect" not in status, "a socket on a block that pushes replace would reconnect each time"
 
 
 def test_unfinished_job_page_opens_its_socket(owner_client, owner, make_job):

@@ -3,12 +3,17 @@ and its keys, stems that stay aligned through tempo changes and seeks, the click
 and settings that come back when the page is opened again."""
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import soundfile
+from django.db import connection
 from playwright.sync_api import expect
 
+from jobs.models import Job, PlayerSettings
+from jobs.realtime.events import publish_job_state
+from tests.test_browser import log_in
 from tests.test_mixer import (
     RATE,
     browser,  # noqa: F401 (a fixture)
@@ -212,6 +217,43 @@ def test_click_follows_the_beats_at_the_tempo_and_counts_in_one_bar(live_web, ow
     assert beats[0] == pytest.approx(start, abs=1e-3), "the track's first beat (0 s) is clicked as it starts"
     assert np.diff(beats) == pytest.approx([1.0] * (len(beats) - 1), abs=2e-3)
     assert playing["time"] == 0 or playing["contextTime"] >= start, "the clock waits out the count-in"
+
+
+def in_a_thread(function):
+    """Database calls from a thread: Playwright runs an event loop in this one, where Django refuses them."""
+
+    def call():
+        try:
+            return function()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result()
+
+
+def test_a_player_that_arrives_over_the_socket_saves_its_settings(live_web, owner, practice_job, page):
+    """The job finishes while its page is open: the player comes in a pushed block, rendered without
+    a request (no CSRF token in its forms), and its settings must still reach the server."""
+
+    def set_status(status):
+        Job.objects.filter(pk=practice_job.pk).update(status=status)
+        if status == Job.Status.SUCCEEDED:
+            practice_job.refresh_from_db()
+            publish_job_state(practice_job)
+
+    in_a_thread(lambda: set_status(Job.Status.RUNNING))
+    log_in(page, live_web)
+    page.goto(f"{live_web}{practice_job.get_absolute_url()}")
+    expect(page.locator(".job-status")).to_have_attribute("data-status", "running")
+    expect(page.locator("[data-mixer]")).to_have_count(0)
+    in_a_thread(lambda: set_status(Job.Status.SUCCEEDED))
+    wait_for(page, lambda s: all(s["loaded"].values()), "the pushed player")
+
+    set_range(page, "[data-tempo]", 90)
+    wait_for(page, lambda s: s["saved"] == s["settings"], "the settings saved")
+    saved = in_a_thread(lambda: PlayerSettings.objects.get(user=owner, job=practice_job).values)
+    assert saved["tempo"] == 90
 
 
 def test_settings_come_back_when_the_page_is_opened_again(live_web, owner, practice_job, page):

@@ -27,6 +27,16 @@ const COUNT_IN_BEATS = 4; // one bar of 4/4
 const TEMPO_RANGE = [50, 150];
 const SEMITONE_RANGE = [-12, 12];
 
+// The page's CSRF token, as htmx sends it (templates/base.html): a player that arrived over the socket
+// was rendered without a request, so the forms inside it carry none.
+function pageCsrfToken() {
+  try {
+    return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+  } catch {
+    return "";
+  }
+}
+
 function formatTime(seconds) {
   const whole = Math.max(0, Math.floor(seconds));
   return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
@@ -268,7 +278,7 @@ class Mixer {
     clearTimeout(this.saveTimer);
     const settings = this.settings();
     if (JSON.stringify(settings) === JSON.stringify(this.saved) || !this.root.dataset.settingsUrl) return;
-    const token = this.root.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
+    const token = pageCsrfToken();
     try {
       const response = await fetch(this.root.dataset.settingsUrl, {
         method: "POST",
