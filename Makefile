@@ -52,6 +52,8 @@ $(VENV)/.installed: requirements.txt
 	@echo "Installing Python packages into $(VENV) (the first time takes a few minutes)..."
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --quiet -r requirements.txt
+	@echo "Compiling the tempo and key analysis (once, about half a minute)..."
+	@$(PY) -c 'from jobs.engine import analysis; analysis.preload()'
 	@touch $@
 
 # Start a local Redis when none answers at REDIS_URL; say so clearly when it cannot.

@@ -2,6 +2,9 @@
 on old jobs by `manage.py analyse_tracks`, shown on the pages and given by the API."""
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +33,30 @@ def test_click_tracks_are_measured_within_1_bpm(bpm):
     assert np.abs(clicks - np.round(clicks)).max() * period < 0.02, "every beat is on a click"
     assert result.beats[0] < 0.1 + 2 * period, "from the start"
     assert result.beats[-1] > 20 - 3 * period, "to the end"
+
+
+ANALYSE_ONE_TRACK = """
+from jobs.engine import analysis, testtracks
+bass, chords = testtracks.progression(9, "minor")
+drums = testtracks.click_track(120, seconds=bass.shape[1] / testtracks.RATE)
+result = analysis.analyse_stems({"drums": drums, "bass": bass, "other": chords}, testtracks.RATE)
+print(result.tempo_bpm, result.key)
+"""
+
+
+@pytest.mark.slow
+def test_processes_that_first_analyse_at_once_all_finish(tmp_path):
+    """A fresh install's workers compile librosa's code at the same moment; written at once, numba's
+    cache held one function's code under another's name and the processes that loaded it crashed."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-c", ANALYSE_ONE_TRACK]
+    root = Path(__file__).resolve().parent.parent
+    processes = [subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE) for _ in range(4)]
+    outputs = [process.communicate(timeout=300)[0].decode() for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    tempo, key = outputs[0].split(" ", 1)
+    assert (float(tempo), key) == (pytest.approx(120, abs=1), "A minor\n")
+    assert outputs == [outputs[0]] * 4
 
 
 @pytest.mark.parametrize(("tonic", "mode"), [(0, "major"), (9, "minor"), (6, "major")])

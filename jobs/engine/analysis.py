@@ -12,7 +12,13 @@ profile best matches the track's pitch-class content; relative keys (C major / A
 modal music are where it errs.
 """
 
+import fcntl
+import os
+import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -46,11 +52,53 @@ class TrackAnalysis:
 
 
 def preload() -> None:
-    """Import librosa's beat tracker and features (about 3 s: numba loads its compiled code), so a
-    worker's parent pays it once and every job it forks starts with them loaded."""
-    import librosa.beat
-    import librosa.feature
-    import librosa.onset  # noqa: F401
+    """Load librosa's compiled code in this process, one process at a time (about 3 s; far longer
+    the first time a site runs, while numba compiles it).
+
+    numba writes librosa's compiled functions to an on-disk cache the first time each one runs.
+    Processes that write it at once (a fresh install's workers, test processes) can leave an entry
+    holding another signature's code, and every process that loads it later crashes (a
+    segmentation fault, seen with four processes on a fresh install). So each process analyses a
+    short made-up track here first, holding a lock file: one process writes the cache while the
+    others wait, then read it whole. A worker's parent calls this so the jobs it forks start warm;
+    `analyse_stems` calls it in any other process.
+    """
+    global _loaded
+    if _loaded:
+        return
+    with _one_process_at_a_time():
+        if _loaded:  # another thread of this process got here first
+            return
+        import librosa.beat
+        import librosa.feature
+        import librosa.onset  # noqa: F401
+
+        _loaded = True
+        t = np.arange(8 * ANALYSIS_RATE) / ANALYSIS_RATE
+        clicks = np.where(np.mod(t, 0.5) < 0.005, np.sin(2 * np.pi * 2000 * t), 0.0)
+        chord = sum(np.sin(2 * np.pi * hz * t) for hz in (220.0, 277.2, 329.6))
+        try:
+            measure_beats(clicks.astype(np.float32))
+            measure_key((0.1 * chord).astype(np.float32))
+        except BaseException:
+            _loaded = False
+            raise
+
+
+_loaded = False
+_lock = threading.Lock()
+
+
+@contextmanager
+def _one_process_at_a_time():
+    """Hold this machine's analysis lock file (and this process's lock, for its threads)."""
+    path = Path(tempfile.gettempdir()) / f"stemsite-analysis-{os.getuid()}.lock"
+    with _lock, open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def analyse_stems(stems: dict[str, np.ndarray], sample_rate: int) -> TrackAnalysis:
@@ -59,6 +107,7 @@ def analyse_stems(stems: dict[str, np.ndarray], sample_rate: int) -> TrackAnalys
     The rhythm is read from the drums stem when there is one, else from every stem but vocals;
     the key from the stems that are neither drums nor vocals, else from all of them.
     """
+    preload()
     names = list(stems)
     rhythm = [name for name in names if name in RHYTHM_STEMS] or [n for n in names if n != "vocals"] or names
     harmonic = [name for name in names if name not in NOT_HARMONIC] or names
