@@ -13,12 +13,10 @@ modal music are where it errs.
 """
 
 import fcntl
-import os
-import tempfile
+import importlib.util
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -59,7 +57,7 @@ def preload() -> None:
     Processes that write it at once (a fresh install's workers, test processes) can leave an entry
     holding another signature's code, and every process that loads it later crashes (a
     segmentation fault, seen with four processes on a fresh install). So each process analyses a
-    short made-up track here first, holding a lock file: one process writes the cache while the
+    short made-up track here first, holding a lock: one process writes the cache while the
     others wait, then read it whole. A worker's parent calls this so the jobs it forks start warm;
     `analyse_stems` calls it in any other process.
     """
@@ -91,14 +89,15 @@ _lock = threading.Lock()
 
 @contextmanager
 def _one_process_at_a_time():
-    """Hold this machine's analysis lock file (and this process's lock, for its threads)."""
-    path = Path(tempfile.gettempdir()) / f"stemsite-analysis-{os.getuid()}.lock"
-    with _lock, open(path, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+    """Hold a lock on librosa's own `__init__.py` (read-only: nothing is written, and numba's cache
+    is per installed copy of librosa, as this lock is), and this process's lock for its threads."""
+    source = importlib.util.find_spec("librosa").origin  # found without importing it
+    with _lock, open(source, "rb") as locked:
+        fcntl.flock(locked, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+            fcntl.flock(locked, fcntl.LOCK_UN)
 
 
 def analyse_stems(stems: dict[str, np.ndarray], sample_rate: int) -> TrackAnalysis:
