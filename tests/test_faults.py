@@ -246,8 +246,8 @@ def test_horse_whose_parent_died_before_it_could_ask_to_follow_it_exits_at_once(
 
 @pytest.mark.database_agnostic
 def test_supervisor_shuts_its_workers_down_on_sigterm(supervisor):
-    workers = supervisor(FAST, workers=2)  # two on the separations queue, one on the short queue
-    children = wait_until(lambda: len(child_pids(workers.pid)) == 3 and child_pids(workers.pid))
+    workers = supervisor(FAST, workers=2)  # two on the separations queue, one on short, one on imports
+    children = wait_until(lambda: len(child_pids(workers.pid)) == 4 and child_pids(workers.pid))
 
     workers.send_signal(signal.SIGTERM)
 
