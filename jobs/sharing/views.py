@@ -6,6 +6,7 @@ but the one job's player and files is ever reached from here: no owner name unle
 chose to show it, no other job, no account, no API, no websocket.
 """
 
+from functools import wraps
 from pathlib import PurePosixPath
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -20,21 +21,6 @@ from jobs.realtime.fragments import mixer_stems, mixer_track
 from jobs.sharing.links import count_miss, find_link, guessing_blocked
 
 
-class _Refused(Exception):
-    """This address has opened too many links that do not open."""
-
-
-def _shared_link(request: HttpRequest, token: str) -> ShareLink:
-    address = client_address(request)
-    if guessing_blocked(address):
-        raise _Refused
-    link = find_link(token)
-    if link is None:
-        count_miss(address)
-        raise Http404("No such page.")
-    return link
-
-
 def _private(response: HttpResponse) -> HttpResponse:
     """A share page or file: never kept by a cache (a revoked link must stop at once), never indexed,
     and the token in its address never sent on as a referrer."""
@@ -44,17 +30,34 @@ def _private(response: HttpResponse) -> HttpResponse:
     return response
 
 
-def _refused(request: HttpRequest) -> HttpResponse:
-    return _private(render(request, "jobs/share_refused.html", status=429))
+def _by_link(*, downloads: bool = False):
+    """A view reached by a share link's token, given the link: 429 for an address that kept
+    guessing, 404 for a link that does not open (or, with `downloads`, one that forbids them);
+    every answer private."""
+
+    def decorate(view):
+        @require_GET
+        @wraps(view)
+        def by_link(request: HttpRequest, token: str, **kwargs) -> HttpResponse:
+            address = client_address(request)
+            if guessing_blocked(address):
+                return _private(render(request, "jobs/share_refused.html", status=429))
+            link = find_link(token)
+            if link is None:
+                count_miss(address)
+                raise Http404("No such page.")
+            if downloads and not link.allow_downloads:
+                raise Http404("Downloads are not allowed for this link.")
+            return _private(view(request, link, token, **kwargs))
+
+        return by_link
+
+    return decorate
 
 
-@require_GET
-def share_page(request: HttpRequest, token: str) -> HttpResponse:
+@_by_link()
+def share_page(request: HttpRequest, link: ShareLink, token: str) -> HttpResponse:
     """The job's player, read-only; opening it counts one view for the owner."""
-    try:
-        link = _shared_link(request, token)
-    except _Refused:
-        return _refused(request)
     link.record_open()
     job = link.job
     context = {
@@ -66,7 +69,7 @@ def share_page(request: HttpRequest, token: str) -> HttpResponse:
         "mixer_track": mixer_track(job),
         "player_settings": {},  # a visitor's settings are not kept
     }
-    return _private(render(request, "jobs/share.html", context))
+    return render(request, "jobs/share.html", context)
 
 
 def _stem(link: ShareLink, stem_name: str) -> Stem:
@@ -77,44 +80,28 @@ def _stem(link: ShareLink, stem_name: str) -> Stem:
     return stem
 
 
-@require_GET
-def share_play(request: HttpRequest, token: str, stem_name: str) -> HttpResponse:
+@_by_link()
+def share_play(request: HttpRequest, link: ShareLink, token: str, stem_name: str) -> HttpResponse:
     """A stem for the shared player, inline (its compressed preview when it has one), with Range."""
-    try:
-        link = _shared_link(request, token)
-    except _Refused:
-        return _refused(request)
     stem = _stem(link, stem_name)
     served = stem.preview or stem.file
     filename = f"{link.job.display_name} - {stem.name}{PurePosixPath(served.name).suffix}"
-    return _private(stored_file_response(request, served, filename, as_attachment=False))
+    return stored_file_response(request, served, filename, as_attachment=False)
 
 
-@require_GET
-def share_stem(request: HttpRequest, token: str, stem_name: str) -> HttpResponse:
+@_by_link(downloads=True)
+def share_stem(request: HttpRequest, link: ShareLink, token: str, stem_name: str) -> HttpResponse:
     """A stem file as a download, where the owner allowed downloads; else 404."""
-    try:
-        link = _shared_link(request, token)
-    except _Refused:
-        return _refused(request)
-    if not link.allow_downloads:
-        raise Http404("Downloads are not allowed for this link.")
     stem = _stem(link, stem_name)
-    return _private(stored_file_response(request, stem.file, stem.download_name))
+    return stored_file_response(request, stem.file, stem.download_name)
 
 
-@require_GET
-def share_zip(request: HttpRequest, token: str) -> HttpResponse:
+@_by_link(downloads=True)
+def share_zip(request: HttpRequest, link: ShareLink, token: str) -> HttpResponse:
     """Every stem in one zip, where the owner allowed downloads; else 404."""
-    try:
-        link = _shared_link(request, token)
-    except _Refused:
-        return _refused(request)
-    if not link.allow_downloads:
-        raise Http404("Downloads are not allowed for this link.")
     job = link.job
     stems = list(job.stems.all())
     entries = [(stem.download_name, stem.file.storage, stem.file.name) for stem in stems]
     response = streaming_response(request, zip_stream(entries), content_type="application/zip")
     response["Content-Disposition"] = content_disposition_header(True, f"{job.display_name} - stems.zip")
-    return _private(response)
+    return response
