@@ -231,6 +231,35 @@ class Site:
         children = Path(f"/proc/{self.proxy.pid}/task/{self.proxy.pid}/children").read_text().split()
         return sum(cpu_seconds(int(pid)) for pid in [self.proxy.pid, *children])
 
+    def profile(self, folder: Path | None, name: str, seconds: float | None = None) -> list[subprocess.Popen]:
+        """py-spy sampling each daphne (--profile) for `seconds`, or until sent SIGINT: collapsed
+        stacks of what holds the interpreter (the CPU each request costs, not its waits), one
+        file per daphne in `folder`."""
+        if folder is None:
+            return []
+        folder.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).parent / "py-spy"
+        duration = [] if seconds is None else ["-d", str(int(seconds))]
+        return [
+            subprocess.Popen(
+                [
+                    str(spy),
+                    "record",
+                    "--gil",
+                    "-p",
+                    str(pid),
+                    *duration,
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(folder / f"{name.replace(' ', '-')}-daphne{number}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for number, pid in enumerate(self.server_pids, start=1)
+        ]
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

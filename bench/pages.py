@@ -169,34 +169,6 @@ def print_rows(rows: list[dict]) -> None:
             print(f"    error: {error}")
 
 
-def profile(site: Site, folder: Path | None, seconds: float, name: str) -> list[subprocess.Popen]:
-    """py-spy sampling each daphne for the phase, as collapsed stacks in `folder` (--profile)."""
-    if folder is None:
-        return []
-    folder.mkdir(parents=True, exist_ok=True)
-    spy = Path(sys.executable).parent / "py-spy"
-    return [
-        subprocess.Popen(
-            [
-                str(spy),
-                "record",
-                "--gil",  # what holds the interpreter: the CPU each request costs, not its waits
-                "-p",
-                str(pid),
-                "-d",
-                str(int(seconds)),
-                "-f",
-                "raw",
-                "-o",
-                str(folder / f"{name.replace(' ', '-')}-daphne{number}.txt"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for number, pid in enumerate(site.server_pids, start=1)
-    ]
-
-
 def bench(args, database: str) -> list[dict]:
     with (
         tempfile.TemporaryDirectory(prefix="stemsite-bench-pages-") as tmp,
@@ -220,7 +192,7 @@ def bench(args, database: str) -> list[dict]:
                 cpu = site.server_cpu_seconds(), site.proxy_cpu_seconds()
                 print(f"{database} {name}: {phase} for {seconds:g} s ({machine_load()})", flush=True)
                 profilers = (
-                    profile(site, args.profile, seconds, f"{database}-{layout}-{phase}") if think else []
+                    site.profile(args.profile, f"{database}-{layout}-{phase}", seconds) if think else []
                 )
                 result = asyncio.run(run_phase(base, users, seconds, think))
                 for profiler in profilers:

@@ -161,7 +161,7 @@ async def run_scenario(site: Site, base: str, name: str, tabs: list[Tab], jobs: 
         plan = site.work / "plan.json"
         plan.write_text(json.dumps({"jobs": jobs, "rounds": rounds, "interval": args.interval}))
         cpu = site.server_cpu_seconds()
-        profilers = profile(site, args.profile, name)
+        profilers = site.profile(args.profile, name)
         process = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--worker", str(plan), env=site.env, stdout=subprocess.PIPE
         )
@@ -182,33 +182,6 @@ async def run_scenario(site: Site, base: str, name: str, tabs: list[Tab], jobs: 
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return {"stamps": json.loads(out), "errors": errors, "connect_seconds": connect_seconds, "cpu": cpu}
-
-
-def profile(site: Site, folder: Path | None, name: str) -> list[subprocess.Popen]:
-    """py-spy sampling each daphne while the worker updates (--profile): collapsed stacks of what
-    holds the interpreter, one file per daphne."""
-    if folder is None:
-        return []
-    folder.mkdir(parents=True, exist_ok=True)
-    spy = Path(sys.executable).parent / "py-spy"
-    return [
-        subprocess.Popen(
-            [
-                str(spy),
-                "record",
-                "--gil",
-                "-p",
-                str(pid),
-                "-f",
-                "raw",
-                "-o",
-                str(folder / f"{name}-daphne{n}.txt"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for n, pid in enumerate(site.server_pids, start=1)
-    ]
 
 
 def summarise(name: str, tabs: list[Tab], result: dict) -> dict:
