@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.conftest import media_files
+from tests.conftest import ROOT, media_files
 
 pytestmark = pytest.mark.django_db
 
@@ -236,3 +236,18 @@ def test_job_list_pages_through_many_jobs_newest_first(owner_client, owner, sett
         response = owner_client.get(reverse("job_list") + f"?page={nonsense}")
         assert response.status_code == 200, nonsense
         assert names(response.content.decode()), f"?page={nonsense} shows a page of tracks"
+
+
+@pytest.mark.database_agnostic
+def test_no_template_shows_a_note_meant_for_its_readers():
+    """Django's `{# #}` ends on its own line: one that runs on is printed on the page as text (the
+    job page showed a note on its socket that way). Longer notes go in `{% comment %}`."""
+    templates = sorted((ROOT / "templates").rglob("*.html"))
+    unclosed = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in templates
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\{#(?!.*#\})", line)
+    ]
+    assert templates
+    assert unclosed == []
