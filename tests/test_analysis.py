@@ -4,6 +4,7 @@ on old jobs by `manage.py analyse_tracks`, shown on the pages and given by the A
 import logging
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,14 @@ def test_tempo_and_key_read_as_words_and_admin_filters_by_them(owner, make_job, 
     assert listed("tempo=100-120") == set()
     assert listed("tempo=none") == {"Ambient.wav"}
     assert listed("tempo=unanalysed") == {"Old.wav"}
+
+
+def test_a_stem_with_nothing_to_tune_by_is_measured_without_a_warning():
+    """librosa warns when a stem leaves its tuning estimate nothing to read (a low hum, as random
+    or near-empty stems give); the worker's console would show it for every such job."""
+    t = np.arange(4 * analysis.ANALYSIS_RATE) / analysis.ANALYSIS_RATE
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        key = analysis.measure_key((0.2 * np.sin(2 * np.pi * 40 * t)).astype(np.float32))
+    assert key
+    assert [str(warning.message) for warning in caught] == []

@@ -15,6 +15,7 @@ modal music are where it errs.
 import fcntl
 import importlib.util
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -224,7 +225,11 @@ def measure_key(mono: np.ndarray) -> str:
 
     if len(mono) < ANALYSIS_RATE or float(np.sqrt(np.mean(np.square(mono)))) < SILENT:
         return ""
-    chroma = librosa.feature.chroma_cqt(y=mono, sr=ANALYSIS_RATE, hop_length=2048, bins_per_octave=36)
+    with warnings.catch_warnings():
+        # Stems with little pitched sound leave the tuning estimate nothing to read: librosa warns
+        # and assumes A440, which is what the key needs then.
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        chroma = librosa.feature.chroma_cqt(y=mono, sr=ANALYSIS_RATE, hop_length=2048, bins_per_octave=36)
     profile = chroma.sum(axis=1)
     if not np.any(profile > 0):
         return ""
