@@ -253,3 +253,29 @@ def test_socket_skips_its_database_look_while_pushes_arrive_then_catches_up(
     assert first == ("running", 10)
     assert during == ["<p>push</p>"] * 30
     assert after == ("running", 55)
+
+
+def test_a_page_gets_its_block_again_only_when_the_job_moved_on(owner_client, owner, make_job):
+    """The job page's socket names the block the page shows. Sent again on connect, the same block
+    replaced the player and a form a person was clicking (a revoke was lost that way)."""
+    job = make_job(owner, status="running", progress=40)
+    page = owner_client.get(job.get_absolute_url()).content.decode()
+    path = re.search(r'ws-connect="(/ws/jobs/[^"]+)"', page).group(1)
+
+    async def connect_twice():
+        from channels.db import database_sync_to_async
+
+        socket = communicator(path, owner_client)
+        assert (await socket.connect())[0]
+        unchanged = await socket.receive_nothing(timeout=2, interval=0.1)
+        await socket.disconnect()
+        await database_sync_to_async(Job.objects.filter(pk=job.pk).update)(progress=60)
+        socket = communicator(path, owner_client)
+        assert (await socket.connect())[0]
+        moved_on = await socket.receive_from(timeout=5)
+        await socket.disconnect()
+        return unchanged, moved_on
+
+    unchanged, moved_on = async_to_sync(connect_twice)()
+    assert unchanged, "nothing is sent while the page shows what the job is"
+    assert status_of(moved_on) == ("running", 60)

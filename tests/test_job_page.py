@@ -37,7 +37,7 @@ def test_owner_sees_status_player_data_and_download_links(owner_client, owner, m
 def test_unfinished_job_page_opens_its_socket(owner_client, owner, make_job):
     job = make_job(owner, status="running")
     page = owner_client.get(job.get_absolute_url()).content.decode()
-    assert f'ws-connect="/ws/jobs/{job.pk}/"' in page
+    assert f'ws-connect="/ws/jobs/{job.pk}/?shown=' in page
     assert 'class="job-progress"' in page
 
 

@@ -9,6 +9,7 @@ look is skipped (they show pushes work); a lost last push is caught within two i
 import asyncio
 import contextlib
 import time
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -16,14 +17,12 @@ from django.conf import settings
 
 from jobs.models import Job
 from jobs.realtime.events import EVENT_TYPE, job_group, user_group
-from jobs.realtime.fragments import export_html, job_row_html, job_status_html
+from jobs.realtime.fragments import SHOWN_FIELDS, export_html, job_row_html, job_status_html, shown_version
 
 # Close codes in the application range; a refused socket never reaches accept().
 NOT_FOUND = 4404
 RECENT_ROWS = 50
 RECENT_EXPORTS = 20
-# What a page shows of a job; a change in any of these is worth sending again.
-SHOWN_FIELDS = ("pk", "status", "progress", "attempt", "error_message")
 
 
 class _ForwardingConsumer(AsyncWebsocketConsumer):
@@ -52,13 +51,16 @@ class _ForwardingConsumer(AsyncWebsocketConsumer):
         self.last_push = time.monotonic()
         await self.send(text_data=event["html"])
 
-    async def join_and_catch_up(self, group: str) -> None:
-        """Join the group, accept, send the current state, and keep checking the database."""
+    async def join_and_catch_up(self, group: str, shown=None) -> None:
+        """Join the group, accept, send what changed since the page showed `shown` (everything when
+        None), and keep checking the database."""
         self.group = group
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        shown, html, finished = await database_sync_to_async(self.snapshot)(None)
-        await self.send(text_data=html)
+        page_shows = shown
+        shown, html, finished = await database_sync_to_async(self.snapshot)(shown)
+        if html or page_shows is None:
+            await self.send(text_data=html)
         interval = settings.STEMSITE_SOCKET_RESYNC_SECONDS
         if interval > 0 and not finished:
             self.resync_task = asyncio.create_task(self._resync(shown, interval))
@@ -82,14 +84,19 @@ class _ForwardingConsumer(AsyncWebsocketConsumer):
 
 
 class JobConsumer(_ForwardingConsumer):
-    """One job's status block, for its page. Others' jobs do not exist here."""
+    """One job's status block, for its page. Others' jobs do not exist here.
+
+    The page names the block it shows (`?shown=`, `fragments.shown_version`), so connecting sends
+    the block only when the job moved on since the page was rendered."""
 
     async def connect(self):
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
         if not await database_sync_to_async(_visible_job_exists)(self.scope["user"], self.job_id):
             await self.close(code=NOT_FOUND)
             return
-        await self.join_and_catch_up(job_group(self.job_id))
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        page_shows = query.get("shown", [None])[0]
+        await self.join_and_catch_up(job_group(self.job_id), (page_shows, None) if page_shows else None)
 
     def snapshot(self, shown):
         """The job's block and its recent mix exports' blocks, each only when it changed."""
@@ -97,11 +104,11 @@ class JobConsumer(_ForwardingConsumer):
         if job is None:
             return shown, "", True
         exports = list(job.exports.order_by("-created_at")[:RECENT_EXPORTS])
-        job_now = tuple(getattr(job, name) for name in SHOWN_FIELDS)
+        job_now = shown_version(job)
         exports_now = {export.pk: (export.status, export.progress) for export in exports}
-        job_before, exports_before = shown or (None, {})
+        job_before, exports_before = shown or (None, None)
         parts = [job_status_html(job)] if job_now != job_before else []
-        parts += [export_html(e) for e in exports if exports_before.get(e.pk) != exports_now[e.pk]]
+        parts += [export_html(e) for e in exports if (exports_before or {}).get(e.pk) != exports_now[e.pk]]
         finished = job.is_finished and all(export.is_finished for export in exports)
         return (job_now, exports_now), "".join(parts), finished
 
@@ -119,7 +126,7 @@ class JobListConsumer(_ForwardingConsumer):
     def snapshot(self, shown):
         mine = Job.objects.listed().filter(owner=self.scope["user"])
         jobs = list(mine.order_by("-created_at")[:RECENT_ROWS])
-        now = [tuple(getattr(job, name) for name in SHOWN_FIELDS) for job in jobs]
+        now = [(job.pk, *(getattr(job, name) for name in SHOWN_FIELDS)) for job in jobs]
         if now == shown:
             return shown, "", False
         return now, "".join(job_row_html(job) for job in jobs), False

@@ -1,5 +1,6 @@
 """The one place that renders a job's live pieces, for the page, htmx and the websocket alike."""
 
+import hashlib
 import time
 
 from django.contrib.humanize.templatetags.humanize import naturaltime
@@ -17,10 +18,22 @@ ROW_TEMPLATE = "jobs/job_list.html#job-row"
 EXPORT_TEMPLATE = "jobs/job_detail.html#mix-export"
 
 
+# What a page shows of a job; a change in any of these is worth sending again.
+SHOWN_FIELDS = ("status", "progress", "attempt", "error_message")
+
+
+def shown_version(job: Job) -> str:
+    """A short name for what the job's block shows: the page puts it in its socket's address, so
+    the socket does not send back the block the page already has (swapped in at load, it replaced
+    the form a person was clicking, and the player)."""
+    shown = "\x1f".join(str(getattr(job, name)) for name in SHOWN_FIELDS)
+    return hashlib.sha256(shown.encode()).hexdigest()[:16]
+
+
 def status_context(job: Job, estimate: Estimate | None = None) -> dict:
     if estimate is None and not job.is_finished and not job.duplicate_of_id:
         estimate = estimate_for(job)
-    context = {"job": job, "estimate": estimate}
+    context = {"job": job, "estimate": estimate, "shown_version": shown_version(job)}
     if job.status == Job.Status.SUCCEEDED:
         context["mixer_stems"] = mixer_stems(job)
         context["mixer_track"] = mixer_track(job)
