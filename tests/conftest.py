@@ -149,6 +149,21 @@ def outsider(django_user_model):
 
 
 @pytest.fixture
+def owner_token(owner) -> str:
+    """An API token of the owner's, as `Authorization: Bearer` takes it."""
+    from jobs.api.tokens import create_token
+
+    return create_token(owner, "script")[1]
+
+
+@pytest.fixture
+def outsider_token(outsider) -> str:
+    from jobs.api.tokens import create_token
+
+    return create_token(outsider, "theirs")[1]
+
+
+@pytest.fixture
 def staff(django_user_model):
     return django_user_model.objects.create_user("staff", password=PASSWORD, is_staff=True, is_superuser=True)
 

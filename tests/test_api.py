@@ -17,16 +17,6 @@ def bearer(raw: str) -> dict:
 
 
 @pytest.fixture
-def owner_token(owner) -> str:
-    return create_token(owner, "script")[1]
-
-
-@pytest.fixture
-def outsider_token(outsider) -> str:
-    return create_token(outsider, "theirs")[1]
-
-
-@pytest.fixture
 def staff_token(staff) -> str:
     return create_token(staff, "staff script")[1]
 

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
-from jobs.api.tokens import create_token
 from jobs.background.imports import import_track
 from jobs.background.reconcile import reconcile
 from jobs.models import Job
@@ -31,11 +30,6 @@ from tests.test_worker import wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 IMPORTS, SEPARATIONS = settings.STEMSITE_IMPORT_QUEUE, settings.STEMSITE_QUEUE
-
-
-@pytest.fixture
-def owner_token(owner) -> str:
-    return create_token(owner, "script")[1]
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.api.tokens import create_token
 from jobs.models import ShareLink
 from jobs.sharing.links import create_link
 from tests.test_access import open_socket
@@ -309,16 +308,6 @@ def test_an_outsider_with_a_link_sees_only_that_job(outsider_client, owner, owne
 
 
 # The API
-
-
-@pytest.fixture
-def owner_token(owner) -> str:
-    return create_token(owner, "script")[1]
-
-
-@pytest.fixture
-def outsider_token(outsider) -> str:
-    return create_token(outsider, "theirs")[1]
 
 
 def test_the_api_makes_lists_and_revokes_a_jobs_links(client, owner, owner_token, make_job):
