@@ -49,10 +49,9 @@ def _get_job_for_user(request: HttpRequest, job_id) -> Job:
 @login_required
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
-    context = {**_job_page(request), "blank_form": blank_upload_form(request)}
-    return render(
-        request, "jobs/job_list.html", {**context, "url_import": settings.STEMSITE_URL_IMPORT != "off"}
-    )
+    url_import = settings.STEMSITE_URL_IMPORT != "off"
+    context = {**_job_page(request), "blank_form": blank_upload_form(request), "url_import": url_import}
+    return render(request, "jobs/job_list.html", context)
 
 
 def _job_page(request: HttpRequest) -> dict:

@@ -249,8 +249,9 @@ def _render(export: MixExport) -> tuple[str, int]:
         del mix
         if export.set_progress(90):
             publish_export_state(export)
-        with tracing.span("store", {"stemsite.bytes": target.stat().st_size}):
-            return _store(export, target), target.stat().st_size
+        size = target.stat().st_size
+        with tracing.span("store", {"stemsite.bytes": size}):
+            return _store(export, target), size
 
 
 EDGE_FADE_SECONDS = 0.005  # a loop cut mid-note starts and ends with this fade instead of a click

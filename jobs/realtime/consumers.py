@@ -51,14 +51,13 @@ class _ForwardingConsumer(AsyncWebsocketConsumer):
         self.last_push = time.monotonic()
         await self.send(text_data=event["html"])
 
-    async def join_and_catch_up(self, group: str, shown=None) -> None:
-        """Join the group, accept, send what changed since the page showed `shown` (everything when
-        None), and keep checking the database."""
+    async def join_and_catch_up(self, group: str, page_shows=None) -> None:
+        """Join the group, accept, send what changed since what the page shows (`page_shows`, as
+        `snapshot` takes it; everything when None), and keep checking the database."""
         self.group = group
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        page_shows = shown
-        shown, html, finished = await database_sync_to_async(self.snapshot)(shown)
+        shown, html, finished = await database_sync_to_async(self.snapshot)(page_shows)
         if html or page_shows is None:
             await self.send(text_data=html)
         interval = settings.STEMSITE_SOCKET_RESYNC_SECONDS
@@ -96,7 +95,7 @@ class JobConsumer(_ForwardingConsumer):
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
         page_shows = query.get("shown", [None])[0]
-        await self.join_and_catch_up(job_group(self.job_id), (page_shows, None) if page_shows else None)
+        await self.join_and_catch_up(job_group(self.job_id), (page_shows, {}) if page_shows else None)
 
     def snapshot(self, shown):
         """The job's block and its recent mix exports' blocks, each only when it changed."""
@@ -106,9 +105,9 @@ class JobConsumer(_ForwardingConsumer):
         exports = list(job.exports.order_by("-created_at")[:RECENT_EXPORTS])
         job_now = shown_version(job)
         exports_now = {export.pk: (export.status, export.progress) for export in exports}
-        job_before, exports_before = shown or (None, None)
+        job_before, exports_before = shown or (None, {})
         parts = [job_status_html(job)] if job_now != job_before else []
-        parts += [export_html(e) for e in exports if (exports_before or {}).get(e.pk) != exports_now[e.pk]]
+        parts += [export_html(e) for e in exports if exports_before.get(e.pk) != exports_now[e.pk]]
         finished = job.is_finished and all(export.is_finished for export in exports)
         return (job_now, exports_now), "".join(parts), finished
 
