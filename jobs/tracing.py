@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 TRACE_META = "trace"
 LINK_META = "trace_link"
 TRACER_NAME = "stemsite"
+QUEUE_UNREACHABLE = "The queue could not be reached."  # an enqueue span's failure
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 _enabled = False
@@ -108,14 +109,14 @@ def span(name: str, attributes: dict | None = None, kind: str = "internal", link
     )
 
 
-def failed(message: str) -> None:
-    """Mark the current span as failed with the sentence the user sees."""
+def failed(message: str, span=None) -> None:
+    """Mark a span (the current one unless given) as failed with the sentence the user sees."""
     if not _enabled:
         return
     from opentelemetry import trace
     from opentelemetry.trace import Status, StatusCode
 
-    trace.get_current_span().set_status(Status(StatusCode.ERROR, message))
+    (span or trace.get_current_span()).set_status(Status(StatusCode.ERROR, message))
 
 
 def current_traceparent() -> str:
@@ -208,14 +209,6 @@ def within(span_or_none):
     from opentelemetry import trace
 
     return trace.use_span(span_or_none, end_on_exit=False)
-
-
-def attempt_failed(span_or_none, message: str) -> None:
-    if span_or_none is None:
-        return
-    from opentelemetry.trace import Status, StatusCode
-
-    span_or_none.set_status(Status(StatusCode.ERROR, message))
 
 
 def flush() -> None:

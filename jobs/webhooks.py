@@ -142,7 +142,7 @@ def queue_job_event(job: Job) -> bool:
             )  # fmt: skip
         except (RedisError, OSError) as error:
             logger.warning("Could not queue the %s webhook of job %s: %s", event, job.pk, error)
-            tracing.failed("The queue could not be reached.")
+            tracing.failed(tracing.QUEUE_UNREACHABLE)
             return False
     return True
 

@@ -125,7 +125,7 @@ def enqueue_import(job: Job) -> bool:
             )  # fmt: skip
         except (RedisError, OSError) as error:
             logger.warning("Could not queue the import of job %s; the reconciler will: %s", job.pk, error)
-            tracing.failed("The queue could not be reached.")
+            tracing.failed(tracing.QUEUE_UNREACHABLE)
             return False
         publish_job_row(job)
     return True

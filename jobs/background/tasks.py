@@ -100,7 +100,7 @@ def enqueue_separation(job: Job) -> bool:
             )
         except (RedisError, OSError) as error:
             logger.warning("Could not queue job %s, it stays queued for the reconciler: %s", job.pk, error)
-            tracing.failed("The queue could not be reached.")
+            tracing.failed(tracing.QUEUE_UNREACHABLE)
             return False
         publish_job_row(job)  # a list open in another tab, or beside a script, shows it at once
         publish_queue()

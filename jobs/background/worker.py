@@ -181,7 +181,7 @@ def _record_outcome(span, job) -> None:
         if status in (JobStatus.FAILED, JobStatus.STOPPED):
             result = job.latest_result()
             reason = (result.exc_string or "").strip().splitlines()[-1:] if result else []
-            tracing.attempt_failed(span, reason[0] if reason else f"The job ended {JobStatus(status).value}.")
+            tracing.failed(reason[0] if reason else f"The job ended {JobStatus(status).value}.", span)
 
 
 def separation_report(name: str) -> dict:
